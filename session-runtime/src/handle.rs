@@ -1,0 +1,347 @@
+//! The per-socket session handle and the transactions it runs.
+
+use std::{
+    any::Any,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Weak,
+    },
+    task::{Context, Poll},
+};
+
+use socketioxide::{adapter::Adapter, handler::FromMessageParts, socket::Socket};
+use tower_sessions::{
+    cookie::time::OffsetDateTime,
+    session::{Expiry, Id, Record},
+};
+
+use crate::{
+    session::{Data, Shared},
+    OnGone, ReadOnlySession, Session, SessionError, SocketSessions,
+};
+
+/// What the gone policy needs of a socket, with its adapter type erased.
+pub(crate) trait SessionSocket: Send + Sync + 'static {
+    fn end_gone_session(self: Arc<Self>, event: &str);
+}
+
+impl<A: Adapter> SessionSocket for Socket<A> {
+    fn end_gone_session(self: Arc<Self>, event: &str) {
+        let reason = SessionError::Gone.to_string();
+        if let Err(err) = self.emit(event.to_owned(), &serde_json::json!({ "reason": reason })) {
+            tracing::debug!(%err, "could not tell the client its session is gone");
+        }
+        if let Err(err) = self.disconnect() {
+            tracing::debug!(%err, "could not disconnect a socket whose session is gone");
+        }
+    }
+}
+
+/// One socket's access to its session: the id the handshake carried, the session layer's
+/// expiry, and the shared store and locks.
+///
+/// It holds no session data: every transaction reloads the record. It is what
+/// [`with_session`](crate::with_session) uses under the hood, and an extractor for handlers
+/// written by hand:
+///
+/// ```
+/// use session_runtime::{SessionError, SessionHandle};
+/// use socketioxide::extract::AckSender;
+///
+/// async fn incr(handle: SessionHandle, ack: AckSender) {
+///     let result = handle
+///         .autosave(async |session| {
+///             let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+///             session.insert("count", count)?;
+///             Ok::<_, SessionError>(count)
+///         })
+///         .await;
+///     // Saved (or not) before the client hears of it.
+///     let _ = match result {
+///         Ok(count) => ack.send(&count),
+///         Err(err) => ack.send(&serde_json::json!({ "error": err.to_string() })),
+///     };
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SessionHandle {
+    inner: Arc<SocketSession>,
+}
+
+struct SocketSession {
+    id: Option<Id>,
+    expiry: Option<Expiry>,
+    sessions: SocketSessions,
+    /// Once a record is found missing it never comes back (ids are random), so later events
+    /// skip the store.
+    gone: AtomicBool,
+    /// Weak: the handle lives in the socket's own extensions.
+    socket: Weak<dyn SessionSocket>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("has_id", &self.inner.id.is_some())
+            .field("gone", &self.inner.gone.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    pub(crate) fn new<A: Adapter>(
+        socket: &Arc<Socket<A>>,
+        id: Option<Id>,
+        expiry: Option<Expiry>,
+        sessions: SocketSessions,
+    ) -> Self {
+        let socket: Arc<dyn SessionSocket> = socket.clone();
+        Self {
+            inner: Arc::new(SocketSession {
+                id,
+                expiry,
+                sessions,
+                gone: AtomicBool::new(false),
+                socket: Arc::downgrade(&socket),
+            }),
+        }
+    }
+
+    /// The handle attached to `socket`, if any.
+    pub fn of<A: Adapter>(socket: &Socket<A>) -> Option<Self> {
+        socket.extensions.get::<Self>()
+    }
+
+    /// The session id the handshake carried, or `None` for a socket without a session cookie.
+    pub fn id(&self) -> Option<Id> {
+        self.inner.id
+    }
+
+    /// Whether this socket has found its session gone (logged out, expired, rotated).
+    pub fn is_gone(&self) -> bool {
+        self.inner.gone.load(Ordering::Acquire)
+    }
+
+    /// A fresh read-only copy of the session, as the store holds it now. No lock, no write.
+    ///
+    /// A socket without a session, or whose session is gone, reads an empty session
+    /// ([`ReadOnlySession::exists`] is `false`).
+    pub async fn read(&self) -> Result<ReadOnlySession, SessionError> {
+        let data = self.load().await?;
+        Ok(ReadOnlySession(Shared::new(self.inner.id, data)))
+    }
+
+    /// Runs `f` on a fresh, read-only copy of the session. Nothing is ever written.
+    ///
+    /// Its failures are the ones of [`SessionHandle::read`].
+    pub async fn readonly<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(ReadOnlySession) -> Result<T, E>,
+        E: From<SessionError>,
+    {
+        let session = self.read().await?;
+        let shared = session.0.clone();
+        let out = f(session).await;
+        shared.state().closed = true;
+        out
+    }
+
+    /// Runs `f` as one transaction on the session: take the session's lock, reload the record,
+    /// run `f`, save if `f` returned `Ok` and changed something, release the lock.
+    ///
+    /// `f` returning `Err` (or panicking) writes nothing. A socket without a session gets
+    /// [`SessionError::NoSession`]; a session that is gone gets [`SessionError::Gone`] and is
+    /// never written back (with [`OnGone::Disconnect`], the socket is told and disconnected).
+    pub async fn autosave<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(Session) -> Result<T, E>,
+        E: From<SessionError>,
+    {
+        match self
+            .transaction(None, async |session| Ok(f(session).await))
+            .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(err),
+            Err(err) => {
+                if matches!(err, SessionError::Gone) {
+                    self.enforce_gone_policy();
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// The transaction behind `autosave`: `Ok(Err(_))` is the handler's own failure, `Err(_)`
+    /// a session failure. `f` returning `Ok(Err(_))` writes nothing.
+    pub(crate) async fn transaction<T, E, F>(
+        &self,
+        require: Option<&str>,
+        f: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        F: AsyncFnOnce(Session) -> Result<Result<T, E>, SessionError>,
+    {
+        let id = self.inner.id.ok_or(SessionError::NoSession)?;
+        if self.is_gone() {
+            return Err(SessionError::Gone);
+        }
+        let sessions = &self.inner.sessions;
+        let _guard = sessions.locks().lock(id).await?;
+        let Some(mut record) = self.load_record(id).await? else {
+            return Err(SessionError::Gone);
+        };
+        let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
+        check_required(&shared, require)?;
+
+        let out = CatchUnwind(AssertUnwindSafe(f(Session(shared.clone())))).await;
+        let (out, data, delete) = {
+            let mut state = shared.state();
+            state.closed = true;
+            let out = match out {
+                Err(panic) => {
+                    tracing::error!(
+                        panic = panic_message(&panic),
+                        "session handler panicked; nothing saved"
+                    );
+                    return Err(SessionError::Panicked);
+                }
+                Ok(Err(err)) => return Err(err),
+                Ok(Ok(Err(err))) => return Ok(Err(err)),
+                Ok(Ok(Ok(value))) => value,
+            };
+            if let Some(err) = state.deferred_error.take() {
+                return Err(err);
+            }
+            if !state.modified && !state.delete {
+                tracing::trace!("session unchanged; nothing to save");
+                return Ok(Ok(out));
+            }
+            (out, std::mem::take(&mut state.data), state.delete)
+        };
+        let store = sessions.store();
+        if delete {
+            store.delete(&id).await?;
+            self.inner.gone.store(true, Ordering::Release);
+            tracing::debug!("session deleted by a socket handler");
+        } else {
+            record.data = data;
+            record.expiry_date = expiry_date(self.inner.expiry);
+            store.save(&record).await?;
+            tracing::debug!("session saved");
+        }
+        Ok(Ok(out))
+    }
+
+    pub(crate) async fn read_checked(
+        &self,
+        require: Option<&str>,
+    ) -> Result<ReadOnlySession, SessionError> {
+        let session = self.read().await?;
+        check_required(&session.0, require)?;
+        Ok(session)
+    }
+
+    async fn load(&self) -> Result<Option<Data>, SessionError> {
+        let Some(id) = self.inner.id else {
+            return Ok(None);
+        };
+        if self.is_gone() {
+            return Ok(None);
+        }
+        Ok(self.load_record(id).await?.map(|r| r.data))
+    }
+
+    async fn load_record(&self, id: Id) -> Result<Option<Record>, SessionError> {
+        let record = self
+            .inner
+            .sessions
+            .store()
+            .load(&id)
+            .await?
+            // Not every store filters expired records on load.
+            .filter(|r| r.expiry_date > OffsetDateTime::now_utc());
+        if record.is_none() && !self.inner.gone.swap(true, Ordering::AcqRel) {
+            tracing::debug!("session record not found: the session is gone");
+        }
+        Ok(record)
+    }
+
+    /// Applies the [`OnGone`] policy if this socket's session is gone.
+    pub(crate) fn enforce_gone_policy(&self) {
+        if !self.is_gone() {
+            return;
+        }
+        if let OnGone::Disconnect { event } = self.inner.sessions.policy_on_gone() {
+            if let Some(socket) = self.inner.socket.upgrade() {
+                socket.end_gone_session(event);
+            }
+        }
+    }
+}
+
+fn check_required(shared: &Shared, require: Option<&str>) -> Result<(), SessionError> {
+    match require {
+        Some(key) if !shared.state().data.contains_key(key) => {
+            Err(SessionError::Missing(key.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The same rule as tower-sessions, so a socket's save sets the expiry HTTP's would.
+fn expiry_date(expiry: Option<Expiry>) -> OffsetDateTime {
+    match expiry {
+        Some(Expiry::OnInactivity(duration)) => OffsetDateTime::now_utc().saturating_add(duration),
+        Some(Expiry::AtDateTime(at)) => at,
+        Some(Expiry::OnSessionEnd) | None => OffsetDateTime::now_utc()
+            .saturating_add(tower_sessions::cookie::time::Duration::weeks(2)),
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<non-string panic>")
+}
+
+/// Catches a panic of the handler's future so that its lock is released, nothing is saved and
+/// the client still gets an answer.
+struct CatchUnwind<F>(AssertUnwindSafe<F>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0 .0) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Hands a handler its socket's session handle.
+///
+/// Fails with [`SessionError::NotAttached`] when the namespace was not registered through
+/// [`SocketSessions::handler`] or [`SocketSessions::attach`]; socketioxide then skips the
+/// handler (and logs it), so prefer [`with_session`](crate::with_session), which answers
+/// the client with that error instead.
+impl<A: Adapter> FromMessageParts<A> for SessionHandle {
+    type Error = SessionError;
+
+    fn from_message_parts(
+        s: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        _: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Self::of(s).ok_or(SessionError::NotAttached)
+    }
+}

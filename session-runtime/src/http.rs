@@ -1,0 +1,212 @@
+//! The HTTP side: let axum routes that write the session take the same per-session lock as
+//! the sockets, so interleaved HTTP and socket writes lose nothing.
+
+use std::{
+    fmt,
+    future::Future,
+    ops::Deref,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{request::Parts, Request, StatusCode},
+    response::{IntoResponse, Response},
+};
+use tower::{Layer, Service};
+use tower_sessions::Session;
+
+use crate::{SessionError, SessionLockGuard, SessionLocks};
+
+/// Holds the lock a [`LockedSession`] took until the session layer has saved.
+#[derive(Clone)]
+struct LockSlot {
+    locks: Arc<dyn SessionLocks>,
+    guard: Arc<Mutex<Option<SessionLockGuard>>>,
+}
+
+/// A tower layer that makes [`LockedSession`] work: place it **outside**
+/// `SessionManagerLayer`, so the lock is released only after the session layer has saved.
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use session_runtime::{http::LockedSession, SocketSessions};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// async fn incr(session: LockedSession) -> String {
+///     let count = session.get::<i64>("count").await.ok().flatten().unwrap_or(0) + 1;
+///     session.insert("count", count).await.ok();
+///     count.to_string()
+/// }
+///
+/// let store = MemoryStore::default();
+/// let sessions = SocketSessions::new(store.clone());
+/// let app: Router = Router::new()
+///     .route("/incr", post(incr))
+///     .layer(SessionManagerLayer::new(store))
+///     .layer(sessions.lock_layer());
+/// ```
+#[derive(Clone)]
+pub struct SessionLockLayer {
+    locks: Arc<dyn SessionLocks>,
+}
+
+impl SessionLockLayer {
+    /// A layer taking locks from `locks`: use [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
+    /// to share the sockets' locks.
+    pub fn new(locks: Arc<dyn SessionLocks>) -> Self {
+        Self { locks }
+    }
+}
+
+impl fmt::Debug for SessionLockLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLockLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SessionLockLayer {
+    type Service = SessionLockService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionLockService {
+            inner,
+            locks: self.locks.clone(),
+        }
+    }
+}
+
+/// The service of [`SessionLockLayer`].
+#[derive(Clone)]
+pub struct SessionLockService<S> {
+    inner: S,
+    locks: Arc<dyn SessionLocks>,
+}
+
+impl<S> fmt::Debug for SessionLockService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLockService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for SessionLockService<S>
+where
+    S: Service<Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let slot = LockSlot {
+            locks: self.locks.clone(),
+            guard: Arc::default(),
+        };
+        req.extensions_mut().insert(slot.clone());
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await;
+            // The session layer inside has saved by now: other writers may go.
+            drop(
+                slot.guard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
+            response
+        })
+    }
+}
+
+/// A `tower_sessions::Session` whose per-session lock is held until the session layer has
+/// saved it: an axum extractor for routes that write the session.
+///
+/// It reloads the record after taking the lock, so it never works on a stale copy. Needs
+/// [`SessionLockLayer`] outside `SessionManagerLayer` (see its example). Routes that only
+/// read can keep the plain `Session` extractor.
+pub struct LockedSession(Session);
+
+impl LockedSession {
+    /// The session, unlocked once the response has been produced.
+    pub fn into_inner(self) -> Session {
+        self.0
+    }
+}
+
+impl Deref for LockedSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LockedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LockedSession").finish_non_exhaustive()
+    }
+}
+
+/// Why [`LockedSession`] could not be extracted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockedSessionRejection {
+    /// The route is not behind `SessionManagerLayer`.
+    #[error("`LockedSession` needs `SessionManagerLayer` on the route")]
+    NoSessionLayer,
+    /// The route is not behind [`SessionLockLayer`], or it is inside `SessionManagerLayer`.
+    #[error("`LockedSession` needs `SessionLockLayer` outside `SessionManagerLayer`")]
+    NoLockLayer,
+    /// Taking the lock or reloading the record failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+impl IntoResponse for LockedSessionRejection {
+    fn into_response(self) -> Response {
+        tracing::error!(err = %self, "`LockedSession` rejected the request");
+        let status = match self {
+            Self::Session(SessionError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            axum::Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
+    type Rejection = LockedSessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let session = parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(LockedSessionRejection::NoSessionLayer)?;
+        let slot = parts
+            .extensions
+            .get::<LockSlot>()
+            .cloned()
+            .ok_or(LockedSessionRejection::NoLockLayer)?;
+        // Without an id there is no record to race on: a new one gets a fresh id.
+        if let Some(id) = session.id() {
+            let guard = slot.locks.lock(id).await?;
+            *slot.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
+            // Something before us may have read the record already; that copy is stale.
+            session
+                .load()
+                .await
+                .map_err(|err| SessionError::from_session(err))?;
+        }
+        Ok(LockedSession(session))
+    }
+}

@@ -1,0 +1,65 @@
+//! Fresh, locked, transactional [tower-sessions] sessions inside [socketioxide] handlers.
+//!
+//! An axum app keeps its login in a tower-sessions cookie session; its socket.io side runs on
+//! socketioxide. This crate gives every socket.io handler that same session:
+//!
+//! - **Fresh**: each handler reloads the record from the store, so it sees what HTTP wrote a
+//!   moment ago, never the handshake's cached copy.
+//! - **Locked**: writers of one session (across sockets, and HTTP routes that take
+//!   [`http::LockedSession`]) hold a per-session lock from reload to save: no lost updates.
+//! - **Transactional**: changes are saved once, after the handler succeeds, only if something
+//!   changed; an error or a panic saves nothing. The acknowledgement goes out after the save.
+//! - **Gone means gone**: a session logged out, expired or rotated over HTTP is never written
+//!   back by a socket.
+//!
+//! ```
+//! use axum::Router;
+//! use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
+//! use socketioxide::{extract::SocketRef, SocketIo};
+//! use tower_sessions::{MemoryStore, SessionManagerLayer};
+//!
+//! #[with_session(autosave)]
+//! async fn incr(session: Session) -> Result<i64, SessionError> {
+//!     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+//!     session.insert("count", count)?;
+//!     Ok(count) // acknowledged after the save
+//! }
+//!
+//! #[with_session(readonly)]
+//! async fn whoami(session: ReadOnlySession) -> Result<Option<String>, SessionError> {
+//!     session.get("user")
+//! }
+//!
+//! let store = MemoryStore::default();
+//! let sessions = SocketSessions::new(store.clone());
+//! let (sio_layer, io) = SocketIo::new_layer();
+//! io.ns("/", sessions.handler(|socket: SocketRef| {
+//!     socket.on("incr", incr);
+//!     socket.on("whoami", whoami);
+//! }));
+//! let app: Router = Router::new()
+//!     .layer(sio_layer)
+//!     .layer(SessionManagerLayer::new(store)); // outside the socket.io layer
+//! ```
+//!
+//! [tower-sessions]: https://docs.rs/tower-sessions/0.14
+//! [socketioxide]: https://docs.rs/socketioxide/0.18
+#![warn(missing_docs)]
+
+mod error;
+mod handle;
+pub mod http;
+mod locks;
+mod session;
+mod sockets;
+
+pub use error::SessionError;
+pub use handle::SessionHandle;
+pub use locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks};
+pub use session::{ReadOnlySession, Session, SessionData};
+pub use session_macros::with_session;
+pub use sockets::{AttachSession, OnGone, SessionConnectHandler, SocketSessions, GONE_EVENT};
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,169 @@
+//! What `#[with_session]` expands to. Not a public API: it may change in any release.
+
+use std::{convert::Infallible, fmt::Display, sync::Arc};
+
+use serde::Serialize;
+use socketioxide::{
+    adapter::Adapter,
+    extract::AckSender,
+    handler::{FromMessageParts, Value},
+    socket::Socket,
+};
+
+pub use socketioxide::extract::TryData;
+
+use crate::{ReadOnlySession, Session, SessionData, SessionError, SessionHandle};
+
+type AckFn = Box<dyn FnOnce(&serde_json::Value) -> Result<(), String> + Send + Sync>;
+
+/// How a handler's body ended, decided before anything is saved.
+pub enum Outcome {
+    /// Success: save, then acknowledge with this value.
+    Ack(serde_json::Value),
+    /// Success of a handler that acknowledges by itself: save, then nothing.
+    Silent,
+    /// Failure: save nothing, acknowledge `{"error": message}`.
+    Fail(String),
+}
+
+/// `-> T`
+pub fn value<T: Serialize>(value: T) -> Outcome {
+    match serde_json::to_value(value) {
+        Ok(v) => Outcome::Ack(v),
+        Err(err) => Outcome::Fail(format!(
+            "the handler's answer could not be serialised: {err}"
+        )),
+    }
+}
+
+/// `-> Result<T, E>`
+pub fn result<T: Serialize, E: Display>(result: Result<T, E>) -> Outcome {
+    match result {
+        Ok(v) => value(v),
+        Err(err) => Outcome::Fail(err.to_string()),
+    }
+}
+
+/// `-> ()`
+pub fn unit(_: ()) -> Outcome {
+    Outcome::Silent
+}
+
+/// Reads `key` of an autosave session into a typed binding.
+pub fn bind<T>(session: &Session, key: &'static str) -> Result<SessionData<T>, Outcome>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    SessionData::bind(session, key).map_err(|err| Outcome::Fail(err.to_string()))
+}
+
+/// Everything a generated wrapper needs of the event: the socket's session handle and a way
+/// to acknowledge, with the adapter type erased so generated code never names it.
+pub struct EventContext {
+    handle: Result<SessionHandle, SessionError>,
+    ack: Option<AckFn>,
+}
+
+impl<A: Adapter> FromMessageParts<A> for EventContext {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        s: &Arc<Socket<A>>,
+        v: &mut Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let ack = ack_id.map(|_| {
+            let Ok(sender) = AckSender::<A>::from_message_parts(s, v, ack_id);
+            Box::new(move |value: &serde_json::Value| {
+                sender.send(value).map_err(|err| err.to_string())
+            }) as AckFn
+        });
+        Ok(Self {
+            handle: SessionHandle::of(s).ok_or(SessionError::NotAttached),
+            ack,
+        })
+    }
+}
+
+impl EventContext {
+    /// `#[with_session(autosave)]`: lock, reload, body, save if changed, unlock, acknowledge.
+    pub async fn autosave<F>(self, require: Option<&'static str>, body: F)
+    where
+        F: AsyncFnOnce(Session) -> Outcome,
+    {
+        let handle = match &self.handle {
+            Ok(handle) => handle.clone(),
+            Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
+        };
+        let result = handle
+            .transaction(require, async |session| {
+                Ok(match body(session).await {
+                    Outcome::Fail(message) => Err(message),
+                    done => Ok(done),
+                })
+            })
+            .await;
+        let outcome = match result {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(message)) => Ok(Outcome::Fail(message)),
+            Err(err) => Err(err),
+        };
+        self.finish(Some(&handle), outcome);
+    }
+
+    /// `#[with_session(readonly)]`: reload, body, acknowledge. No lock, no write.
+    pub async fn readonly<F>(self, require: Option<&'static str>, body: F)
+    where
+        F: AsyncFnOnce(ReadOnlySession) -> Outcome,
+    {
+        let handle = match &self.handle {
+            Ok(handle) => handle.clone(),
+            Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
+        };
+        let outcome = match handle.read_checked(require).await {
+            Ok(session) => {
+                let shared = session.0.clone();
+                let outcome = body(session).await;
+                shared.state().closed = true;
+                Ok(outcome)
+            }
+            Err(err) => Err(err),
+        };
+        self.finish(Some(&handle), outcome);
+    }
+
+    /// A payload that did not deserialise: nothing runs, the client hears why.
+    pub fn reject(self, err: impl Display) {
+        self.finish(None, Ok(Outcome::Fail(format!("invalid payload: {err}"))));
+    }
+
+    fn finish(self, handle: Option<&SessionHandle>, outcome: Result<Outcome, SessionError>) {
+        let answer = match outcome {
+            Ok(Outcome::Ack(value)) => Some(value),
+            Ok(Outcome::Silent) => None,
+            Ok(Outcome::Fail(message)) => {
+                tracing::debug!(%message, "session handler failed; nothing saved");
+                Some(serde_json::json!({ "error": message }))
+            }
+            Err(err) => {
+                match err {
+                    SessionError::NotAttached
+                    | SessionError::Store(_)
+                    | SessionError::Lock { .. } => {
+                        tracing::error!(%err, "session handler did not run")
+                    }
+                    _ => tracing::debug!(%err, "session handler did not run"),
+                }
+                Some(serde_json::json!({ "error": err.to_string() }))
+            }
+        };
+        if let (Some(answer), Some(ack)) = (answer, self.ack) {
+            if let Err(err) = ack(&answer) {
+                tracing::warn!(%err, "could not send the acknowledgement (is `max_buffer_size` large enough?)");
+            }
+        }
+        if let Some(handle) = handle {
+            handle.enforce_gone_policy();
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The session a handler works on: a fresh copy of the record, written back by its wrapper.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    ops::{Deref, DerefMut},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use tower_sessions::session::Id;
+
+use crate::SessionError;
+
+pub(crate) type Data = HashMap<String, Value>;
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) data: Data,
+    pub(crate) modified: bool,
+    pub(crate) delete: bool,
+    /// Set when the handler's transaction ends: later writes would be silently lost.
+    pub(crate) closed: bool,
+    /// A failure that surfaced where it could not be returned (a `SessionData` drop).
+    pub(crate) deferred_error: Option<SessionError>,
+}
+
+/// What a handler's wrapper and the handler share: the record as loaded, and what became of it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: Option<Id>,
+    /// False when the store had no record: no cookie, an unknown id, or a session that is gone.
+    pub(crate) exists: bool,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(id: Option<Id>, data: Option<Data>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            exists: data.is_some(),
+            state: Mutex::new(State {
+                data: data.unwrap_or_default(),
+                modified: false,
+                delete: false,
+                closed: false,
+                deferred_error: None,
+            }),
+        })
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking handler cannot leave the map half-updated: every write is one call.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.state();
+        state
+            .data
+            .get(key)
+            .map(|v| T::deserialize(v))
+            .transpose()
+            .map_err(|source| SessionError::Serde {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, SessionError> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(SessionError::Closed);
+        }
+        Ok(f(&mut state))
+    }
+}
+
+fn to_value(key: &str, value: impl Serialize) -> Result<Value, SessionError> {
+    serde_json::to_value(value).map_err(|source| SessionError::Serde {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+macro_rules! read_methods {
+    () => {
+        /// The session's id, or `None` when the socket has no session.
+        pub fn id(&self) -> Option<Id> {
+            self.0.id
+        }
+
+        /// Whether the store held the record when the handler started. `false` for a socket
+        /// without a session cookie, with an unknown one, or whose session is gone; such a
+        /// session reads as empty.
+        pub fn exists(&self) -> bool {
+            self.0.exists
+        }
+
+        /// Reads and deserialises the value under `key`.
+        pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+            self.0.get(key)
+        }
+
+        /// The raw JSON value under `key`.
+        pub fn get_value(&self, key: &str) -> Option<Value> {
+            self.0.state().data.get(key).cloned()
+        }
+
+        /// Whether `key` holds a value.
+        pub fn contains_key(&self, key: &str) -> bool {
+            self.0.state().data.contains_key(key)
+        }
+
+        /// Whether the session holds no value at all.
+        pub fn is_empty(&self) -> bool {
+            self.0.state().data.is_empty()
+        }
+    };
+}
+
+/// A session a handler may write: a fresh copy of the store's record, saved by the
+/// wrapper after the handler succeeds, and only if it changed.
+///
+/// Reads and writes work on memory and never touch the store, so they are synchronous. The
+/// wrapper ([`with_session(autosave)`](crate::with_session) or
+/// [`SessionHandle::autosave`](crate::SessionHandle::autosave)) holds the session's lock from
+/// the reload to the save. Once the handler has finished, writes fail with
+/// [`SessionError::Closed`] instead of being lost.
+///
+/// ```
+/// use session_runtime::{with_session, Session, SessionError};
+///
+/// #[with_session(autosave)]
+/// async fn incr(session: Session) -> Result<i64, SessionError> {
+///     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+///     session.insert("count", count)?;
+///     Ok(count)
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session(pub(crate) Arc<Shared>);
+
+impl Session {
+    read_methods!();
+
+    /// Stores `value` under `key`.
+    pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
+        let value = to_value(key, value)?;
+        self.insert_value(key, value).map(drop)
+    }
+
+    /// Stores a raw JSON value under `key`, returning the previous one. Storing the value
+    /// already there does not mark the session modified.
+    pub fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>, SessionError> {
+        self.0.write(|state| {
+            if state.data.get(key) == Some(&value) {
+                return Some(value);
+            }
+            state.modified = true;
+            state.data.insert(key.to_owned(), value)
+        })
+    }
+
+    /// Removes the value under `key` and returns it, deserialised.
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        self.remove_value(key)?
+            .map(T::deserialize)
+            .transpose()
+            .map_err(|source| SessionError::Serde {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Removes the raw JSON value under `key` and returns it.
+    pub fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.0.write(|state| {
+            let old = state.data.remove(key);
+            state.modified |= old.is_some();
+            old
+        })
+    }
+
+    /// Removes every value; the record stays (use [`Session::delete`] to end the session).
+    pub fn clear(&self) -> Result<(), SessionError> {
+        self.0.write(|state| {
+            state.modified |= !state.data.is_empty();
+            state.data.clear();
+        })
+    }
+
+    /// Ends the session: when the handler succeeds, its record is deleted from the store, and
+    /// every socket and browser holding its id then finds it gone (a logout).
+    pub fn delete(&self) -> Result<(), SessionError> {
+        self.0.write(|state| state.delete = true)
+    }
+
+    /// Whether the handler changed something that the wrapper will write back.
+    pub fn is_modified(&self) -> bool {
+        let state = self.0.state();
+        state.modified || state.delete
+    }
+
+    /// A read-only view of the same session.
+    pub fn read_only(&self) -> ReadOnlySession {
+        ReadOnlySession(self.0.clone())
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug(&self.0, "Session", f)
+    }
+}
+
+fn debug(shared: &Shared, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    // Values may be secrets: show keys only.
+    let state = shared.state();
+    let mut keys: Vec<_> = state.data.keys().collect();
+    keys.sort();
+    f.debug_struct(name)
+        .field("id", &shared.id.map(|_| "<redacted>"))
+        .field("exists", &shared.exists)
+        .field("keys", &keys)
+        .field("modified", &state.modified)
+        .finish()
+}
+
+/// A session a handler may only read: a fresh copy of the store's record, never written back.
+///
+/// [`with_session(readonly)`](crate::with_session) hands this type to the body, so a write is
+/// a compile error rather than a silent no-op. Taking it costs one store load and no lock.
+///
+/// ```
+/// use session_runtime::{with_session, ReadOnlySession, SessionError};
+///
+/// #[with_session(readonly)]
+/// async fn whoami(session: ReadOnlySession) -> Result<serde_json::Value, SessionError> {
+///     Ok(serde_json::json!({ "user": session.get::<String>("user")? }))
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use session_runtime::ReadOnlySession;
+/// fn write(session: ReadOnlySession) {
+///     session.insert("user", "mallory"); // no such method
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ReadOnlySession(pub(crate) Arc<Shared>);
+
+impl ReadOnlySession {
+    read_methods!();
+}
+
+impl fmt::Debug for ReadOnlySession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug(&self.0, "ReadOnlySession", f)
+    }
+}
+
+/// A typed value bound to one session key: deserialised before the handler runs and written
+/// back into the session when the handler is done with it, so the autosave wrapper saves it
+/// if it changed.
+///
+/// A missing key reads as `T::default()` (use `Option<T>` to tell "absent" apart). With
+/// [`with_session(autosave, key = "...")`](crate::with_session) the macro binds it for you.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use session_runtime::{with_session, SessionData, SessionError};
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+///
+/// #[with_session(autosave, key = "cart")]
+/// async fn add(mut cart: SessionData<Cart>) -> Result<usize, SessionError> {
+///     cart.items.push("tea".into());
+///     Ok(cart.items.len())
+/// }
+/// ```
+pub struct SessionData<T: Serialize> {
+    value: T,
+    key: &'static str,
+    session: Arc<Shared>,
+}
+
+impl<T: Serialize + DeserializeOwned + Default> SessionData<T> {
+    /// Binds `key` of `session`: reads it now (a missing key gives `T::default()`) and
+    /// writes it back into `session` when dropped.
+    pub fn bind(session: &Session, key: &'static str) -> Result<Self, SessionError> {
+        Ok(Self {
+            value: session.get(key)?.unwrap_or_default(),
+            key,
+            session: session.0.clone(),
+        })
+    }
+}
+
+impl<T: Serialize> SessionData<T> {
+    /// The session key this value is bound to.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+}
+
+impl<T: Serialize> Drop for SessionData<T> {
+    fn drop(&mut self) {
+        let value = match to_value(self.key, &self.value) {
+            Ok(value) => value,
+            Err(err) => {
+                // Drop cannot return the error: park it so the wrapper fails the save.
+                self.session.state().deferred_error.get_or_insert(err);
+                return;
+            }
+        };
+        if let Err(err) = Session(self.session.clone()).insert_value(self.key, value) {
+            tracing::warn!(key = self.key, %err, "`SessionData` dropped after its handler finished; its value is not saved");
+        }
+    }
+}
+
+impl<T: Serialize> Deref for SessionData<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Serialize> DerefMut for SessionData<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Serialize + fmt::Debug> fmt::Debug for SessionData<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionData")
+            .field("key", &self.key)
+            .field("value", &self.value)
+            .finish()
+    }
+}

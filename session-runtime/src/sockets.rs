@@ -1,0 +1,271 @@
+//! Socket-side configuration: which store, which locks, and what to do with sockets that have
+//! no session.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
+
+use socketioxide::{
+    adapter::Adapter,
+    extract::SocketRef,
+    handler::{ConnectHandler, ConnectMiddleware, Value},
+    socket::Socket,
+};
+use tower_sessions::SessionStore;
+
+use crate::{http::SessionLockLayer, LocalSessionLocks, SessionError, SessionHandle, SessionLocks};
+
+/// The event a socket receives, with `{"reason": "..."}`, before [`OnGone::Disconnect`]
+/// disconnects it.
+pub const GONE_EVENT: &str = "session:gone";
+
+/// What becomes of a socket that finds its session gone (logged out over HTTP, expired, or
+/// its id rotated).
+///
+/// Either way nothing is written back under the old id: the socket can't set a cookie, so
+/// the client must reconnect after logging in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnGone {
+    /// The socket stays connected and anonymous: read-only handlers read an empty session,
+    /// writers get [`SessionError::Gone`].
+    #[default]
+    KeepAnonymous,
+    /// The socket receives `event` with `{"reason": "..."}` and is disconnected.
+    Disconnect {
+        /// The event name; [`GONE_EVENT`] by default.
+        event: &'static str,
+    },
+}
+
+impl OnGone {
+    /// [`OnGone::Disconnect`] with the [`GONE_EVENT`] event.
+    pub const fn disconnect() -> Self {
+        OnGone::Disconnect { event: GONE_EVENT }
+    }
+}
+
+/// The socket side of a tower-sessions setup: the store the `SessionManagerLayer` uses, the
+/// per-session locks shared with HTTP routes, and the connection policy.
+///
+/// Register each namespace through [`SocketSessions::handler`]: it attaches the session and
+/// registers your event handlers before the client is told it is connected, so no first event
+/// is ever missed.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use session_runtime::{with_session, Session, SessionError, SocketSessions};
+/// use socketioxide::{extract::SocketRef, SocketIo};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// #[with_session(autosave)]
+/// async fn incr(session: Session) -> Result<i64, SessionError> {
+///     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+///     session.insert("count", count)?;
+///     Ok(count)
+/// }
+///
+/// let store = MemoryStore::default();
+/// let sessions = SocketSessions::new(store.clone());
+///
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// io.ns("/", sessions.handler(|socket: SocketRef| {
+///     socket.on("incr", incr);
+/// }));
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(sio_layer)
+///     // Outside the socket.io layer, so the handshake request carries the session.
+///     .layer(SessionManagerLayer::new(store));
+/// ```
+#[derive(Clone)]
+pub struct SocketSessions {
+    inner: Arc<Config>,
+}
+
+#[derive(Clone)]
+struct Config {
+    store: Arc<dyn SessionStore>,
+    locks: Arc<dyn SessionLocks>,
+    require_session: bool,
+    on_gone: OnGone,
+}
+
+impl fmt::Debug for SocketSessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketSessions")
+            .field("store", &self.inner.store)
+            .field("require_session", &self.inner.require_session)
+            .field("on_gone", &self.inner.on_gone)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketSessions {
+    /// Uses `store`, the same store (a clone of it) that the `SessionManagerLayer` uses, with
+    /// in-process [`LocalSessionLocks`].
+    pub fn new(store: impl SessionStore) -> Self {
+        Self {
+            inner: Arc::new(Config {
+                store: Arc::new(store),
+                locks: Arc::new(LocalSessionLocks::default()),
+                require_session: false,
+                on_gone: OnGone::default(),
+            }),
+        }
+    }
+
+    /// Replaces the per-session locks, e.g. with a distributed implementation.
+    pub fn with_locks(mut self, locks: impl SessionLocks) -> Self {
+        Arc::make_mut(&mut self.inner).locks = Arc::new(locks);
+        self
+    }
+
+    /// Refuses connections whose handshake carries no session cookie, or one the store does
+    /// not know: the client gets a `connect_error` saying so.
+    ///
+    /// ```
+    /// # use session_runtime::SocketSessions;
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default()).require_session();
+    /// ```
+    pub fn require_session(mut self) -> Self {
+        Arc::make_mut(&mut self.inner).require_session = true;
+        self
+    }
+
+    /// Chooses what becomes of a socket that finds its session gone (default:
+    /// [`OnGone::KeepAnonymous`]).
+    ///
+    /// ```
+    /// # use session_runtime::{OnGone, SocketSessions};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default()).on_gone(OnGone::disconnect());
+    /// ```
+    pub fn on_gone(mut self, policy: OnGone) -> Self {
+        Arc::make_mut(&mut self.inner).on_gone = policy;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The per-session locks.
+    pub fn locks(&self) -> &Arc<dyn SessionLocks> {
+        &self.inner.locks
+    }
+
+    pub(crate) fn policy_on_gone(&self) -> OnGone {
+        self.inner.on_gone
+    }
+
+    /// The layer that lets HTTP routes take the same per-session locks as the sockets (see
+    /// [`LockedSession`](crate::http::LockedSession)).
+    pub fn lock_layer(&self) -> SessionLockLayer {
+        SessionLockLayer::new(self.inner.locks.clone())
+    }
+
+    /// A connect middleware that attaches the session to each socket, for namespaces whose
+    /// connect handler you write yourself.
+    ///
+    /// Prefer [`SocketSessions::handler`]: handlers registered in a connect *handler* run
+    /// after the client is told it is connected and can miss its first events.
+    ///
+    /// ```
+    /// # use session_runtime::SocketSessions;
+    /// # use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (_layer, io) = SocketIo::new_layer();
+    /// io.ns("/", (async |_socket: SocketRef| {}).with(sessions.attach()));
+    /// ```
+    pub fn attach(&self) -> AttachSession {
+        AttachSession {
+            sessions: self.clone(),
+        }
+    }
+
+    /// The connect handler of a namespace: attaches the session to each socket, then calls
+    /// `register` to register its event handlers, all before the client is told it is
+    /// connected. Other middleware can still be added with `.with(..)`.
+    pub fn handler<F>(&self, register: F) -> SessionConnectHandler<F> {
+        SessionConnectHandler {
+            sessions: self.clone(),
+            register,
+        }
+    }
+
+    async fn attach_to<A: Adapter>(&self, socket: &Arc<Socket<A>>) -> Result<(), SessionError> {
+        let Some(http) = socket
+            .req_parts()
+            .extensions
+            .get::<tower_sessions::Session>()
+        else {
+            tracing::error!("the handshake request has no session: put `SessionManagerLayer` outside `SocketIoLayer`");
+            return Err(SessionError::NoSessionLayer);
+        };
+        // The handshake's session caches its record forever: take only its id and expiry.
+        let handle = SessionHandle::new(socket, http.id(), http.expiry(), self.clone());
+        if self.inner.require_session {
+            if handle.id().is_none() || !handle.read().await?.exists() {
+                tracing::debug!("refusing a socket without a valid session");
+                return Err(SessionError::NoSession);
+            }
+        }
+        socket.extensions.insert(handle);
+        Ok(())
+    }
+}
+
+type MiddlewareFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), Box<dyn fmt::Display + Send>>> + Send + 'a>>;
+
+fn boxed_err(err: SessionError) -> Box<dyn fmt::Display + Send> {
+    Box::new(err)
+}
+
+/// The connect middleware returned by [`SocketSessions::attach`].
+#[derive(Clone, Debug)]
+pub struct AttachSession {
+    sessions: SocketSessions,
+}
+
+impl<A: Adapter> ConnectMiddleware<A, ()> for AttachSession {
+    fn call<'a>(
+        &'a self,
+        socket: Arc<Socket<A>>,
+        _: &'a Option<Value>,
+    ) -> impl Future<Output = Result<(), Box<dyn fmt::Display + Send>>> + Send {
+        async move { self.sessions.attach_to(&socket).await.map_err(boxed_err) }
+    }
+}
+
+/// The connect handler returned by [`SocketSessions::handler`].
+#[derive(Clone, Debug)]
+pub struct SessionConnectHandler<F> {
+    sessions: SocketSessions,
+    register: F,
+}
+
+impl<A, F> ConnectHandler<A, ()> for SessionConnectHandler<F>
+where
+    A: Adapter,
+    F: Fn(SocketRef<A>) + Clone + Send + Sync + 'static,
+{
+    fn call(&self, _: Arc<Socket<A>>, _: Option<Value>) {
+        // Everything happened in `call_middleware`, before CONNECT was sent.
+    }
+
+    fn call_middleware<'a>(
+        &'a self,
+        socket: Arc<Socket<A>>,
+        _: &'a Option<Value>,
+    ) -> MiddlewareFuture<'a> {
+        Box::pin(async move {
+            self.sessions.attach_to(&socket).await.map_err(boxed_err)?;
+            (self.register)(SocketRef::from(socket));
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Hosts the workspace's integration tests and the demo; see `session-runtime`.
