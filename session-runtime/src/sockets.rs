@@ -1,7 +1,7 @@
 //! Socket-side configuration: which store, which locks, and what to do with sockets that have
 //! no session.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, marker::PhantomData, pin::Pin, sync::Arc};
 
 use socketioxide::{
     adapter::Adapter,
@@ -188,11 +188,12 @@ impl SocketSessions {
 
     /// The connect handler of a namespace: attaches the session to each socket, then calls
     /// `register` to register its event handlers, all before the client is told it is
-    /// connected. Other middleware can still be added with `.with(..)`.
+    /// connected. Middleware added with `.with(..)` runs after the session is attached.
     pub fn handler<F>(&self, register: F) -> SessionConnectHandler<F> {
         SessionConnectHandler {
             sessions: self.clone(),
             register,
+            middleware: (),
         }
     }
 
@@ -242,16 +243,67 @@ impl<A: Adapter> ConnectMiddleware<A, ()> for AttachSession {
 }
 
 /// The connect handler returned by [`SocketSessions::handler`].
+///
+/// Its `.with(middleware)` runs `middleware` after the session is attached and before the
+/// event handlers are registered, so a middleware can read the session (e.g. a
+/// `#[with_session(readonly, require = "user", connect)]` guard). As in socketioxide, the
+/// middleware added last runs first.
 #[derive(Clone, Debug)]
-pub struct SessionConnectHandler<F> {
+pub struct SessionConnectHandler<F, M = ()> {
     sessions: SocketSessions,
     register: F,
+    middleware: M,
 }
 
-impl<A, F> ConnectHandler<A, ()> for SessionConnectHandler<F>
+/// The user middleware of a [`SessionConnectHandler`], newest first.
+#[doc(hidden)]
+pub trait MiddlewareChain<A: Adapter>: Clone + Send + Sync + 'static {
+    fn run<'a>(
+        &'a self,
+        socket: &'a Arc<Socket<A>>,
+        auth: &'a Option<Value>,
+    ) -> MiddlewareFuture<'a>;
+}
+
+impl<A: Adapter> MiddlewareChain<A> for () {
+    fn run<'a>(&'a self, _: &'a Arc<Socket<A>>, _: &'a Option<Value>) -> MiddlewareFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[doc(hidden)]
+pub struct Layered<Prev, M, T>(Prev, M, PhantomData<fn() -> T>);
+
+impl<Prev: Clone, M: Clone, T> Clone for Layered<Prev, M, T> {
+    fn clone(&self) -> Self {
+        Layered(self.0.clone(), self.1.clone(), PhantomData)
+    }
+}
+
+impl<A, Prev, M, T> MiddlewareChain<A> for Layered<Prev, M, T>
+where
+    A: Adapter,
+    Prev: MiddlewareChain<A>,
+    M: ConnectMiddleware<A, T> + Send + Sync + 'static,
+    T: 'static,
+{
+    fn run<'a>(
+        &'a self,
+        socket: &'a Arc<Socket<A>>,
+        auth: &'a Option<Value>,
+    ) -> MiddlewareFuture<'a> {
+        Box::pin(async move {
+            self.1.call(socket.clone(), auth).await?;
+            self.0.run(socket, auth).await
+        })
+    }
+}
+
+impl<A, F, M> ConnectHandler<A, ()> for SessionConnectHandler<F, M>
 where
     A: Adapter,
     F: Fn(SocketRef<A>) + Clone + Send + Sync + 'static,
+    M: MiddlewareChain<A>,
 {
     fn call(&self, _: Arc<Socket<A>>, _: Option<Value>) {
         // Everything happened in `call_middleware`, before CONNECT was sent.
@@ -260,12 +312,25 @@ where
     fn call_middleware<'a>(
         &'a self,
         socket: Arc<Socket<A>>,
-        _: &'a Option<Value>,
+        auth: &'a Option<Value>,
     ) -> MiddlewareFuture<'a> {
         Box::pin(async move {
             self.sessions.attach_to(&socket).await.map_err(boxed_err)?;
+            self.middleware.run(&socket, auth).await?;
             (self.register)(SocketRef::from(socket));
             Ok(())
         })
+    }
+
+    fn with<M2, T2>(self, middleware: M2) -> impl ConnectHandler<A, ()>
+    where
+        M2: ConnectMiddleware<A, T2> + Send + Sync + 'static,
+        T2: Send + Sync + 'static,
+    {
+        SessionConnectHandler {
+            sessions: self.sessions,
+            register: self.register,
+            middleware: Layered(self.middleware, middleware, PhantomData),
+        }
     }
 }
