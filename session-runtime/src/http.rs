@@ -12,8 +12,9 @@ use std::{
 
 use axum::{
     extract::FromRequestParts,
-    http::{request::Parts, Request, StatusCode},
+    http::{header, request::Parts, Request, StatusCode},
     response::{IntoResponse, Response},
+    routing::{get, MethodRouter},
 };
 use tower::{Layer, Service};
 use tower_sessions::Session;
@@ -209,4 +210,54 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
         }
         Ok(LockedSession(session))
     }
+}
+
+/// A ready `GET` route that answers the caller's own session as a JSON object, limited to
+/// `keys`: for a page that wants to show what its sockets and routes did to the session.
+///
+/// Only the session of the request's own cookie is ever read (there is no id parameter), only
+/// the listed keys leave the server, and nothing is written. Keys the session lacks are left
+/// out; a request without a session gets `{}`. The answer is marked `Cache-Control: no-store`.
+/// A store failure gets 503 `{"error": "..."}`.
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::http::session_json;
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// // `GET /get/session` -> `{"user": "alice", "count": 3}`, never any other key.
+/// let app: Router = Router::new()
+///     .route("/get/session", session_json(&["user", "count"]))
+///     .layer(SessionManagerLayer::new(MemoryStore::default()));
+/// ```
+pub fn session_json<S>(keys: &[&str]) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let keys: Arc<[Box<str>]> = keys.iter().map(|&key| Box::from(key)).collect();
+    get(move |session: Session| async move {
+        let mut out = serde_json::Map::new();
+        for key in keys.iter() {
+            match session.get_value(key).await {
+                Ok(Some(value)) => {
+                    out.insert(key.to_string(), value);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    let err = SessionError::from_session(err);
+                    tracing::error!(%err, "could not read the session for `session_json`");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::CACHE_CONTROL, "no-store")],
+                        axum::Json(serde_json::json!({ "error": err.to_string() })),
+                    );
+                }
+            }
+        }
+        (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::Value::Object(out)),
+        )
+    })
 }
