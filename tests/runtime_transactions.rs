@@ -1,0 +1,239 @@
+//! "Transactional" and "errors are values": a handler's writes are saved once, after it
+//! succeeds, only if something changed; a failure of the handler or of the store writes
+//! nothing, reaches the client as `{"error": ..}`, and leaves the socket working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{error_of, RawSocket, SocketClient, TestServer, Transport, INJECTED_FAILURE};
+use serde_json::json;
+use tower_sessions::{cookie::time::OffsetDateTime, Expiry};
+
+/// A server with alice logged in over HTTP and one socket of her session, at `count == 2`.
+async fn alice_at_two() -> (TestServer, common::Http, RawSocket) {
+    let server = TestServer::builder().start().await;
+    let http = server.http();
+    http.login("alice").await;
+    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
+        .await
+        .unwrap();
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    assert_eq!(socket.ack("incr", vec![]).await, json!(2));
+    (server, http, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_returning_err_after_writing_saves_nothing() {
+    let (server, http, socket) = alice_at_two().await;
+    let writes = server.store.writes();
+    let ack = socket.ack("fail_after_write", vec![]).await;
+    assert!(error_of(&ack).contains("deliberate failure"), "{ack}");
+    assert_eq!(
+        server.store.writes(),
+        writes,
+        "a failed handler must not save"
+    );
+    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panicking_after_writing_saves_nothing_and_the_server_keeps_serving() {
+    let (server, http, socket) = alice_at_two().await;
+    let writes = server.store.writes();
+    let ack = socket.ack("panic_after_write", vec![]).await;
+    assert!(error_of(&ack).contains("panicked"), "{ack}");
+    assert_eq!(
+        server.store.writes(),
+        writes,
+        "a panicking handler must not save"
+    );
+    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    // The lock was released, the same socket and new ones keep working.
+    assert!(server.locks.is_empty());
+    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+    let other = SocketClient::connect(
+        &server,
+        "/",
+        Transport::Polling,
+        Some(&http.cookie_header()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.ack("incr", vec![]).await, json!(4));
+    assert_eq!(http.incr().await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_session_causes_no_save() {
+    let (server, _http, socket) = alice_at_two().await;
+    let (saves, loads) = (server.store.saves(), server.store.loads());
+    for _ in 0..3 {
+        assert_eq!(
+            socket.ack("whoami", vec![]).await,
+            json!({ "user": "alice" })
+        );
+        assert_eq!(socket.ack("peek", vec![]).await, json!(2));
+        // Writing the value already there is not a change.
+        assert_eq!(socket.ack("same", vec![]).await, json!(2));
+    }
+    assert_eq!(server.store.saves(), saves, "reads must not write");
+    assert_eq!(
+        server.store.loads(),
+        loads + 9,
+        "each event reloads the record"
+    );
+    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+    assert_eq!(server.store.saves(), saves + 1, "one change, one save");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_inactivity_expiry_moves_forward_when_a_socket_saves() {
+    let inactivity = tower_sessions::cookie::time::Duration::hours(1);
+    let server = TestServer::builder()
+        .expiry(Expiry::OnInactivity(inactivity))
+        .start()
+        .await;
+    let http = server.http();
+    http.login("alice").await;
+    let id = http.session_id().await;
+    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
+        .await
+        .unwrap();
+    let before = server.store.record(id).await.unwrap().expiry_date;
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let start = OffsetDateTime::now_utc();
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    let after = server.store.record(id).await.unwrap().expiry_date;
+    assert!(
+        after > before,
+        "a save must refresh the expiry: {before} -> {after}"
+    );
+    // The layer's rule (now + inactivity), not some default.
+    assert!(after >= start + inactivity && after <= OffsetDateTime::now_utc() + inactivity);
+
+    // No save, no refresh.
+    socket.ack("peek", vec![]).await;
+    socket.ack("whoami", vec![]).await;
+    assert_eq!(server.store.record(id).await.unwrap().expiry_date, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_store_saves_give_an_error_ack_and_the_socket_recovers() {
+    let (server, http, socket) = alice_at_two().await;
+    server.store.fail_writes(true);
+    for (event, args) in [("incr", vec![]), ("login", vec![json!({ "user": "bob" })])] {
+        let ack = socket.ack(event, args).await;
+        let message = error_of(&ack);
+        assert!(
+            message.contains("store") && message.contains(INJECTED_FAILURE),
+            "{ack}"
+        );
+    }
+    // Reads need no write: they keep working.
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+    server.store.fail_writes(false);
+
+    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    assert!(server.locks.is_empty());
+    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
+    let (server, http, socket) = alice_at_two().await;
+    let writes = server.store.writes();
+    server.store.fail_loads(true);
+    for event in ["whoami", "incr", "peek", "fail_after_write"] {
+        let ack = socket.ack(event, vec![]).await;
+        let message = error_of(&ack);
+        assert!(
+            message.contains("store") && message.contains(INJECTED_FAILURE),
+            "{event}: {ack}"
+        );
+    }
+    // The HTTP side, too, answers with an error instead of writing.
+    let (status, body) = http.request(reqwest::Method::POST, "/incr", None).await;
+    assert_ne!(status, 200, "{body}");
+    server.store.fail_loads(false);
+
+    assert_eq!(server.store.writes(), writes, "nothing half-written");
+    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+    assert!(server.locks.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failing_mid_burst_loses_no_acknowledged_update() {
+    let (server, http, socket) = alice_at_two().await;
+    server.store.set_latency(Duration::from_millis(1));
+    let acks: Vec<_> = (0..40).map(|_| socket.emit("incr", vec![])).collect();
+    // Fail in the middle of the burst, then recover. Writers are serialised, so four loads
+    // after the failure began mean at least three transactions tried to save meanwhile.
+    let store = server.store.clone();
+    let saves = store.saves();
+    let chaos = tokio::spawn(async move {
+        wait_until(|| store.saves() >= saves + 10).await;
+        store.fail_writes(true);
+        let loads = store.loads();
+        wait_until(|| store.loads() >= loads + 4).await;
+        store.fail_writes(false);
+    });
+    let acks = futures_util::future::join_all(acks).await;
+    chaos.await.unwrap();
+
+    let succeeded: Vec<i64> = acks.iter().filter_map(|a| a.as_i64()).collect();
+    assert!(succeeded.len() >= 10 && succeeded.len() <= 37, "{acks:?}");
+    for ack in acks.iter().filter(|a| !a.is_i64()) {
+        assert!(error_of(ack).contains(INJECTED_FAILURE), "{ack}");
+    }
+    // Every acknowledged count was stored, in order, with no gap and nothing extra.
+    let expected: Vec<i64> = (3..3 + succeeded.len() as i64).collect();
+    let mut sorted = succeeded.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, expected);
+    assert_eq!(http.session().await["count"], json!(2 + succeeded.len()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_session_with_a_failing_store_refuses_with_a_store_error() {
+    let server = TestServer::builder().require_session().start().await;
+    let http = server.http();
+    http.login("alice").await;
+    server.store.fail_loads(true);
+    match RawSocket::connect(&server, "/", Some(&http.cookie_header())).await {
+        Err(common::ConnectFailure::Refused(message)) => {
+            assert!(message.contains("store"), "{message}")
+        }
+        Err(other) => panic!("expected a connect_error, got {other:?}"),
+        Ok(_) => panic!("connected although the store is failing"),
+    }
+    server.store.fail_loads(false);
+    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
+        .await
+        .unwrap();
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+}
+
+/// Polls `done` every millisecond, for at most [`common::TIMEOUT`].
+async fn wait_until(done: impl Fn() -> bool) {
+    tokio::time::timeout(common::TIMEOUT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time");
+}
