@@ -1,0 +1,289 @@
+//! Login and logout shared by an axum app and its socket.io side.
+//!
+//! Speaks the protocol of `shared/bench-protocol.md`: HTTP routes and socket.io events read and
+//! write the same tower-sessions cookie session, and neither ever undoes the other's changes.
+//!
+//! ```text
+//! cargo run --example login_logout            # http://127.0.0.1:3000
+//! PORT=8080 cargo run --example login_logout
+//! ```
+//!
+//! Environment:
+//! - `PORT`: the port on 127.0.0.1 (default 3000; `0` picks a free one). The server prints
+//!   `listening on http://127.0.0.1:<port>` once it accepts connections.
+//! - `SESSION_KEY`: 128 hex digits (64 bytes) that encrypt the session cookie. Without it a key
+//!   is generated at start, so cookies do not survive a restart.
+//! - `RUST_LOG`: log filter (default `info`).
+
+use std::{env, fmt, net::SocketAddr};
+
+use axum::{
+    body::Bytes,
+    http::{header, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use session_runtime::{
+    http::{session_json, LockedSession},
+    with_session, ReadOnlySession, Session, SessionError, SocketSessions,
+};
+use socketioxide::{
+    extract::{Data, SocketRef},
+    SocketIo,
+};
+use tower_sessions::{cookie::Key, MemoryStore, SessionManagerLayer};
+
+/// The demo page: a login form, buttons for every HTTP route and socket event, and a log.
+const PAGE: &str = include_str!("login_logout/index.html");
+
+/// Longest accepted user name, in characters.
+const MAX_USER_CHARS: usize = 64;
+
+/// socketioxide buffers 128 packets per socket by default; the protocol promises that a burst
+/// of 200 concurrent events on one socket is acknowledged in full, so leave ample room.
+const MAX_BUFFER_SIZE: usize = 1024;
+
+/// The body of `POST /login` and the payload of the `login` event.
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    user: String,
+}
+
+/// What the demo's handlers can fail with; acknowledged (or answered) as `{"error": "..."}`.
+#[derive(Debug)]
+enum DemoError {
+    Session(SessionError),
+    BadUser(&'static str),
+    Overflow,
+}
+
+impl fmt::Display for DemoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Session(err) => err.fmt(f),
+            Self::BadUser(why) => write!(f, "invalid `user`: {why}"),
+            Self::Overflow => f.write_str("`count` cannot grow any further"),
+        }
+    }
+}
+
+impl From<SessionError> for DemoError {
+    fn from(err: SessionError) -> Self {
+        Self::Session(err)
+    }
+}
+
+/// The one rule for user names, shared by HTTP and sockets.
+fn check_user(user: &str) -> Result<(), DemoError> {
+    if user.is_empty() {
+        return Err(DemoError::BadUser("expected a non-empty string"));
+    }
+    if user.chars().count() > MAX_USER_CHARS {
+        return Err(DemoError::BadUser("expected at most 64 characters"));
+    }
+    Ok(())
+}
+
+fn next_count(count: Option<i64>) -> Result<i64, DemoError> {
+    count.unwrap_or(0).checked_add(1).ok_or(DemoError::Overflow)
+}
+
+// ---------------------------------------------------------------------------------------------
+// socket.io events: every one goes through `#[with_session]`, which reloads the session, locks
+// it for writers, saves after success and acknowledges after the save.
+
+#[allow(dead_code)]
+#[with_session(readonly)]
+async fn whoami(session: ReadOnlySession) -> Result<Value, DemoError> {
+    Ok(json!({ "user": session.get::<String>("user")? }))
+}
+
+#[allow(dead_code)]
+#[with_session(autosave)]
+async fn incr(session: Session) -> Result<i64, DemoError> {
+    let count = next_count(session.get("count")?)?;
+    session.insert("count", count)?;
+    Ok(count)
+}
+
+#[allow(dead_code)]
+#[with_session(autosave)]
+async fn login(session: Session, body: Data<LoginBody>) -> Result<Value, DemoError> {
+    let Data(LoginBody { user }) = body;
+    check_user(&user)?;
+    session.insert("user", user)?;
+    Ok(json!({ "ok": true }))
+}
+
+#[allow(dead_code)]
+#[with_session(autosave)]
+async fn logout(session: Session) -> Result<Value, DemoError> {
+    session.remove_value("user")?;
+    Ok(json!({ "ok": true }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP routes. Those that write take `LockedSession`, the same per-session lock as the socket
+// writers, so an HTTP increment never overwrites a socket's or the other way round.
+
+/// An HTTP error with a JSON body.
+struct HttpError(StatusCode, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<tower_sessions::session::Error> for HttpError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        tracing::error!(%err, "session store failed");
+        Self(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("session store failed: {err}"),
+        )
+    }
+}
+
+impl From<DemoError> for HttpError {
+    fn from(err: DemoError) -> Self {
+        let status = match err {
+            DemoError::BadUser(_) => StatusCode::BAD_REQUEST,
+            DemoError::Overflow => StatusCode::CONFLICT,
+            DemoError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, err.to_string())
+    }
+}
+
+/// `POST /login {"user": "alice"}`. The body is parsed by hand so that every bad body gets
+/// the same 400 JSON answer (axum's `Json` answers 415 or 422 in plain text).
+async fn http_login(session: LockedSession, body: Bytes) -> Result<Json<Value>, HttpError> {
+    let LoginBody { user } = serde_json::from_slice(&body).map_err(|err| {
+        HttpError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid body: expected {{\"user\": \"<name>\"}}: {err}"),
+        )
+    })?;
+    check_user(&user)?;
+    session.insert("user", &user).await?;
+    if session.get::<i64>("count").await?.is_none() {
+        session.insert("count", 0).await?;
+    }
+    // A new id on login, so an id planted before it is worthless afterwards.
+    session.cycle_id().await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+/// `POST /logout`: deletes the record; live sockets of this session find it gone.
+async fn http_logout(session: LockedSession) -> Result<Json<Value>, HttpError> {
+    session.flush().await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `GET /session`: reads only, so it needs no lock.
+async fn http_session(session: tower_sessions::Session) -> Result<Json<Value>, HttpError> {
+    let user = session.get::<String>("user").await?;
+    let count = session.get::<i64>("count").await?.unwrap_or(0);
+    Ok(Json(json!({ "user": user, "count": count })))
+}
+
+/// `POST /incr`.
+async fn http_incr(session: LockedSession) -> Result<Json<Value>, HttpError> {
+    let count = next_count(session.get("count").await?)?;
+    session.insert("count", count).await?;
+    Ok(Json(json!({ "count": count })))
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// The cookie key from `SESSION_KEY`, or a fresh one.
+fn cookie_key() -> Result<Key, String> {
+    let Ok(hex) = env::var("SESSION_KEY") else {
+        return Ok(Key::generate());
+    };
+    let hex = hex.trim();
+    if hex.len() != 128 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("`SESSION_KEY` must be 128 hex digits (64 bytes)".into());
+    }
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex digits"))
+        .collect();
+    Key::try_from(bytes.as_slice()).map_err(|err| format!("`SESSION_KEY`: {err}"))
+}
+
+fn port() -> Result<u16, String> {
+    match env::var("PORT") {
+        Ok(port) => port
+            .trim()
+            .parse()
+            .map_err(|_| format!("`PORT` must be a port number, not {port:?}")),
+        Err(_) => Ok(3000),
+    }
+}
+
+/// The whole application, on a store of its own.
+fn app(key: Key) -> Router {
+    let store = MemoryStore::default();
+    let sessions = SocketSessions::new(store.clone());
+
+    let (sio_layer, io) = SocketIo::builder()
+        .max_buffer_size(MAX_BUFFER_SIZE)
+        .build_layer();
+    io.ns(
+        "/",
+        // TODO(with_session): register `whoami`, `incr`, `login`, `logout` once the macro lands.
+        sessions.handler(|_socket: SocketRef| {}),
+    );
+
+    let session_layer = SessionManagerLayer::new(store)
+        .with_private(key)
+        // Plain http on localhost: a `Secure` cookie would never come back.
+        .with_secure(false);
+
+    Router::new()
+        .route("/", get(page))
+        .route("/login", post(http_login))
+        .route("/logout", post(http_logout))
+        .route("/session", get(http_session))
+        .route("/incr", post(http_incr))
+        .route("/get/session", session_json(&["user", "count"]))
+        // No custom `.fallback(handler)`: axum turns it into `any(handler)`, and `.layer` then
+        // wraps each HTTP method of it in its own socket.io service, each with its own engine,
+        // so a polling client's GET and POST reach different engines ("Session ID unknown").
+        .layer(sio_layer)
+        // Outside the socket.io layer, so the handshake carries the session.
+        .layer(session_layer)
+        // Outermost, so an HTTP writer keeps its lock until the session layer has saved.
+        .layer(sessions.lock_layer())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let key = cookie_key()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port()?));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // Tests read this line to learn the port when `PORT=0`.
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(key))
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+        })
+        .await?;
+    Ok(())
+}

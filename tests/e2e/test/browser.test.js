@@ -1,0 +1,179 @@
+// The demo page in headless Chromium (Debian's), driven by playwright-core: log in through the
+// page, click the socket buttons, check what the page shows, and keep a screenshot.
+
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Client, TIMEOUT_MS, startServer } from "./helpers.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ARTIFACTS = resolve(here, "..", "artifacts");
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const REQUIRED = process.env.SESSION_E2E_REQUIRED === "1";
+
+// The flags this machine's closed network needs: without the background-networking ones
+// Chromium keeps trying to reach Google and is refused.
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+// The package's `exports` hide `dist/`, so read it by path.
+const CLIENT_BUNDLE = readFileSync(
+  resolve(here, "..", "node_modules", "socket.io-client", "dist", "socket.io.min.js"),
+);
+
+const missing = !existsSync(CHROMIUM);
+if (missing) {
+  const message = `SKIPPED browser test: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`;
+  if (REQUIRED) {
+    test("Chromium is installed (SESSION_E2E_REQUIRED=1)", () => {
+      assert.fail(message.replace("SKIPPED", "FAILED"));
+    });
+  } else {
+    console.log(message);
+    test("the demo page in Chromium", { skip: message }, () => {});
+  }
+} else {
+  let server;
+  let browser;
+  let profile;
+
+  before(async () => {
+    server = await startServer();
+    const { chromium } = await import("playwright-core");
+    // A fresh profile each run: nothing left over from an earlier one.
+    profile = mkdtempSync(join(tmpdir(), "login-logout-chromium-"));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1100, height: 900 },
+      timeout: 60_000,
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  test("the demo page in Chromium", { timeout: 120_000 }, async () => {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    const pageErrors = [];
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+
+    // Only loopback is reachable: the CDN's copy of the official client is served from the
+    // same version in node_modules (its integrity hash must still match), everything else
+    // off this machine is refused.
+    const cdnRequests = [];
+    await page.route("**/*", (route) => {
+      const url = new URL(route.request().url());
+      if (url.hostname === "cdn.socket.io" && url.pathname.endsWith("/socket.io.min.js")) {
+        cdnRequests.push(url.href);
+        return route.fulfill({
+          status: 200,
+          contentType: "application/javascript",
+          headers: { "access-control-allow-origin": "*" },
+          body: CLIENT_BUNDLE,
+        });
+      }
+      if (url.hostname === "127.0.0.1") return route.continue();
+      return route.abort();
+    });
+
+    try {
+      await drive(page, cdnRequests);
+    } catch (err) {
+      await page.screenshot({ path: join(ARTIFACTS, "login_logout-failure.png"), fullPage: true });
+      throw err;
+    }
+    assert.deepEqual(pageErrors, []);
+    await page.close();
+  });
+
+  /** Logs in, clicks through every button, and checks what the page shows. */
+  async function drive(page, cdnRequests) {
+    const text = (id) => page.locator(id);
+    const lastAnswer = text("#view-last");
+
+    await page.goto(server.url + "/");
+    assert.equal(cdnRequests.length, 1, "the page loads the client from cdn.socket.io");
+    await text("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+    await text("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+
+    // Log in through the form: HTTP sets the cookie, the page reconnects its socket.
+    await page.fill("#user", "alice");
+    await page.click("#http-login");
+    await text("#view-user").filter({ hasText: /^alice$/ }).waitFor();
+    await text("#view-count").filter({ hasText: /^0$/ }).waitFor();
+    await text("#entries li").filter({ hasText: /connected$/ }).nth(1).waitFor();
+
+    await page.click("#sock-whoami");
+    await lastAnswer.filter({ hasText: 'whoami → {"user":"alice"}' }).waitFor();
+
+    // Socket and HTTP increments meet in one count.
+    await page.click("#sock-incr");
+    await lastAnswer.filter({ hasText: "incr → 1" }).waitFor();
+    await page.click("#http-incr");
+    await text("#view-count").filter({ hasText: /^2$/ }).waitFor();
+    await page.click("#sock-incr");
+    await lastAnswer.filter({ hasText: "incr → 3" }).waitFor();
+    await text("#view-count").filter({ hasText: /^3$/ }).waitFor();
+
+    // What the page shows is what the server holds.
+    const cookies = await browser.cookies(server.url);
+    const id = cookies.find((c) => c.name === "id");
+    assert.ok(id, "the browser holds the session cookie");
+    assert.equal(id.httpOnly, true);
+    const fromNode = new Client(server.url);
+    fromNode.cookie = `id=${id.value}`;
+    assert.deepEqual(await fromNode.session(), { user: "alice", count: 3 });
+
+    await page.click("#sock-login"); // user field still says alice
+    await lastAnswer.filter({ hasText: 'login → {"ok":true}' }).waitFor();
+    await page.fill("#user", "bob");
+    await page.click("#sock-login");
+    await text("#view-user").filter({ hasText: /^bob$/ }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "login_logout.png"), fullPage: true });
+    if (process.env.E2E_README_SCREENSHOT) {
+      await page.screenshot({ path: process.env.E2E_README_SCREENSHOT, fullPage: true });
+    }
+
+    // A bad name is refused and changes nothing.
+    await page.fill("#user", "");
+    await page.click("#sock-login");
+    await lastAnswer.filter({ hasText: "error" }).waitFor();
+    await text("#view-user").filter({ hasText: /^bob$/ }).waitFor();
+
+    await page.click("#sock-logout");
+    await text("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+    await text("#view-count").filter({ hasText: /^3$/ }).waitFor();
+
+    // An HTTP logout reaches the live socket: its writes fail, its session stays gone.
+    await page.fill("#user", "carol");
+    await page.click("#http-login");
+    await text("#view-user").filter({ hasText: /^carol$/ }).waitFor();
+    await text("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+    await page.click("#http-logout");
+    await text("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+    await page.click("#sock-incr");
+    await lastAnswer.filter({ hasText: /incr → \{"error":".*gone/ }).waitFor();
+    await text("#view-count").filter({ hasText: /^0$/ }).waitFor();
+    assert.equal(await text("#view-socket").textContent(), "connected (websocket)");
+
+    await page.screenshot({ path: join(ARTIFACTS, "login_logout-end.png"), fullPage: true });
+  }
+}
