@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    error_of, ConnectFailure, CookieMode, RawSocket, SocketClient, TestServer, Transport,
+    error_of, ConnectFailure, CookieMode, RawSocket, SocketClient, StoreKind, TestServer, Transport,
 };
 use serde_json::json;
 use session_runtime::{OnGone, GONE_EVENT};
@@ -71,6 +71,36 @@ async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
         "the logout was undone"
     );
     assert_eq!(server.store.record_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_session_is_gone_and_never_refreshed_by_a_socket() {
+    for store in [StoreKind::Memory, StoreKind::Moka, StoreKind::SqliteMemory] {
+        let server = TestServer::builder().store(store).start().await;
+        let http = server.http();
+        http.login("alice").await;
+        let id = http.session_id().await;
+        let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
+            .await
+            .unwrap();
+        assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+
+        server.store.expire(id).await;
+        let writes = server.store.writes();
+        let ack = socket.ack("incr", vec![]).await;
+        assert!(error_of(&ack).contains("gone"), "{store:?}: {ack}");
+        assert_eq!(
+            socket.ack("whoami", vec![]).await,
+            json!({ "user": null }),
+            "{store:?}"
+        );
+        assert_eq!(
+            server.store.writes(),
+            writes,
+            "{store:?}: an expired session was saved"
+        );
+        assert!(server.store.record(id).await.is_none(), "{store:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +188,7 @@ async fn socket_without_cookie_reads_nobody_and_cannot_write() {
     let writes = server.store.writes();
     let socket = RawSocket::connect(&server, "/", None).await.unwrap();
     assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
-    assert_eq!(socket.ack("peek", vec![]).await["error"].is_string(), true);
+    assert!(socket.ack("peek", vec![]).await["error"].is_string());
     let ack = socket.ack("incr", vec![]).await;
     assert!(error_of(&ack).contains("no session"), "{ack}");
     let ack = socket

@@ -208,6 +208,18 @@ impl TestStore {
         self.inner.load(&id).await.expect("the real store failed")
     }
 
+    /// Makes the record under `id` expired a minute ago, in the real store, as if time had
+    /// passed.
+    pub async fn expire(&self, id: Id) {
+        let mut record = self.record(id).await.expect("no record to expire");
+        record.expiry_date =
+            tower_sessions::cookie::time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+        self.inner
+            .save(&record)
+            .await
+            .expect("the real store failed");
+    }
+
     /// How many records the store holds: every record was written through this wrapper, so
     /// counting the ids it wrote that still load is exact, for any store.
     pub async fn record_count(&self) -> usize {
@@ -931,7 +943,7 @@ impl Transport {
 /// mishandles two outstanding acks with the same id, so bursts use [`RawSocket`].
 pub struct SocketClient {
     client: SioClient,
-    events: Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
 }
 
 /// How a socket.io connection attempt ended, when it did not connect.
@@ -999,7 +1011,7 @@ impl SocketClient {
         }
         Ok(Self {
             client,
-            events: Mutex::new(rx),
+            events: tokio::sync::Mutex::new(rx),
         })
     }
 
@@ -1038,7 +1050,7 @@ impl SocketClient {
     /// Waits for the next event named `name` (`"close"`, `"error"`, [`session_runtime::GONE_EVENT`]),
     /// skipping others; `None` after [`TIMEOUT`].
     pub async fn next_event(&self, name: &str) -> Option<Value> {
-        let mut rx = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rx = self.events.lock().await;
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -1079,7 +1091,7 @@ pub struct RawSocket {
     next_id: AtomicU64,
     /// `""` for `/`, else `"/admin,"`.
     prefix: String,
-    events: Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
 }
 
 impl RawSocket {
@@ -1207,7 +1219,7 @@ impl RawSocket {
             pending,
             next_id: AtomicU64::new(0),
             prefix,
-            events: Mutex::new(events),
+            events: tokio::sync::Mutex::new(events),
         })
     }
 
@@ -1244,7 +1256,7 @@ impl RawSocket {
     /// Waits for the next event named `name` (or `"disconnect"`, `"close"`), skipping others;
     /// `None` after [`TIMEOUT`].
     pub async fn next_event(&self, name: &str) -> Option<Value> {
-        let mut rx = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rx = self.events.lock().await;
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
