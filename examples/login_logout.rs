@@ -25,7 +25,7 @@ use axum::{
     Json, Router,
 };
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use session_runtime::{
     http::{session_json, LockedSession},
     with_session, ReadOnlySession, Session, SessionError, SocketSessions,
@@ -46,17 +46,34 @@ const MAX_USER_CHARS: usize = 64;
 /// of 200 concurrent events on one socket is acknowledged in full, so leave ample room.
 const MAX_BUFFER_SIZE: usize = 1024;
 
-/// The body of `POST /login` and the payload of the `login` event.
+/// The body of `POST /login` and the payload of the `login` event: a JSON object whose `user`
+/// is a valid name. Checked while deserialising, so HTTP and sockets refuse the same payloads.
 #[derive(Debug, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
 struct LoginBody {
     user: String,
+}
+
+// By hand: a derived `Deserialize` would also take `["bob"]` for `{"user": "bob"}`.
+impl TryFrom<Map<String, Value>> for LoginBody {
+    type Error = String;
+
+    fn try_from(mut body: Map<String, Value>) -> Result<Self, String> {
+        match body.remove("user") {
+            Some(Value::String(user)) => {
+                check_user(&user)?;
+                Ok(Self { user })
+            }
+            Some(_) => Err("invalid `user`: expected a string".into()),
+            None => Err("missing field `user`".into()),
+        }
+    }
 }
 
 /// What the demo's handlers can fail with; acknowledged (or answered) as `{"error": "..."}`.
 #[derive(Debug)]
 enum DemoError {
     Session(SessionError),
-    BadUser(&'static str),
     Overflow,
 }
 
@@ -64,7 +81,6 @@ impl fmt::Display for DemoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Session(err) => err.fmt(f),
-            Self::BadUser(why) => write!(f, "invalid `user`: {why}"),
             Self::Overflow => f.write_str("`count` cannot grow any further"),
         }
     }
@@ -77,12 +93,14 @@ impl From<SessionError> for DemoError {
 }
 
 /// The one rule for user names, shared by HTTP and sockets.
-fn check_user(user: &str) -> Result<(), DemoError> {
+fn check_user(user: &str) -> Result<(), String> {
     if user.is_empty() {
-        return Err(DemoError::BadUser("expected a non-empty string"));
+        return Err("invalid `user`: expected a non-empty string".into());
     }
     if user.chars().count() > MAX_USER_CHARS {
-        return Err(DemoError::BadUser("expected at most 64 characters"));
+        return Err(format!(
+            "invalid `user`: expected at most {MAX_USER_CHARS} characters"
+        ));
     }
     Ok(())
 }
@@ -112,8 +130,8 @@ async fn incr(session: Session) -> Result<i64, DemoError> {
 #[allow(dead_code)]
 #[with_session(autosave)]
 async fn login(session: Session, body: Data<LoginBody>) -> Result<Value, DemoError> {
+    // `LoginBody` has checked the name; a bad payload never gets here.
     let Data(LoginBody { user }) = body;
-    check_user(&user)?;
     session.insert("user", user)?;
     Ok(json!({ "ok": true }))
 }
@@ -151,7 +169,6 @@ impl From<tower_sessions::session::Error> for HttpError {
 impl From<DemoError> for HttpError {
     fn from(err: DemoError) -> Self {
         let status = match err {
-            DemoError::BadUser(_) => StatusCode::BAD_REQUEST,
             DemoError::Overflow => StatusCode::CONFLICT,
             DemoError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -168,7 +185,6 @@ async fn http_login(session: LockedSession, body: Bytes) -> Result<Json<Value>, 
             format!("invalid body: expected {{\"user\": \"<name>\"}}: {err}"),
         )
     })?;
-    check_user(&user)?;
     session.insert("user", &user).await?;
     if session.get::<i64>("count").await?.is_none() {
         session.insert("count", 0).await?;

@@ -58,7 +58,7 @@ if (missing) {
       executablePath: CHROMIUM,
       headless: true,
       args: CHROMIUM_ARGS,
-      viewport: { width: 1100, height: 900 },
+      viewport: { width: 1100, height: 600 },
       timeout: 60_000,
     });
   });

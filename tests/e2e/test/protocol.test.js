@@ -99,6 +99,7 @@ describe("HTTP", () => {
       '{"user":null}',
       '{"user":5}',
       '{"user":["mallory"]}',
+      '["mallory"]',
       '{"user":""}',
       JSON.stringify({ user: "m".repeat(65) }),
     ];
