@@ -126,9 +126,11 @@ export class Client {
  * test knows which one it exercises.
  */
 export async function connect(url, cookie, transport) {
+  // "upgrade": the client's default, polling first and then an upgrade to websocket.
+  const upgrade = transport === "upgrade";
   const socket = io(url, {
-    transports: [transport],
-    upgrade: false,
+    transports: upgrade ? ["polling", "websocket"] : [transport],
+    upgrade,
     forceNew: true,
     reconnection: false,
     timeout: TIMEOUT_MS,

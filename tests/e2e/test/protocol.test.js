@@ -282,6 +282,28 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+describe("socket.io over polling upgraded to websocket", () => {
+  test("the session survives the upgrade", async () => {
+    const client = await loggedIn("alice");
+    const socket = await open(client.cookie, "upgrade");
+    assert.equal(await ack(socket, "incr"), 1);
+    if (socket.io.engine.transport.name !== "websocket") {
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no upgrade in time")), 10_000);
+        socket.io.engine.once("upgrade", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    assert.equal(socket.io.engine.transport.name, "websocket");
+    assert.deepEqual(await ack(socket, "whoami"), { user: "alice" });
+    assert.equal(await ack(socket, "incr"), 2);
+    assert.deepEqual(await client.session(), { user: "alice", count: 2 });
+    socket.disconnect();
+  });
+});
+
 describe("concurrent writers of one session", () => {
   test("several sockets plus HTTP lose no increment", async () => {
     const client = await loggedIn("alice");
