@@ -195,3 +195,22 @@ async fn bad_login_payload_gets_an_error_ack_and_changes_nothing() {
         json!({ "user": "alice" })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_event_right_after_connect_is_never_missed() {
+    // Handlers registered in a plain connect handler miss some first events (design.md);
+    // `SocketSessions::handler` registers them before CONNECT is answered.
+    let server = TestServer::builder().start().await;
+    let http = server.http();
+    http.login("alice").await;
+    let cookie = http.cookie_header();
+    let firsts = (0..100).map(|_| async {
+        let socket = RawSocket::connect(&server, "/", Some(&cookie))
+            .await
+            .unwrap();
+        socket.ack("incr", vec![]).await.as_i64().expect("a count")
+    });
+    let mut counts = futures_util::future::join_all(firsts).await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=100).collect::<Vec<_>>());
+}

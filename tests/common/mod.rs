@@ -437,6 +437,7 @@ impl ServerBuilder {
             .route("/session", get(http_session))
             .route("/incr", post(http_incr))
             .route("/session-id", get(http_session_id))
+            .layer(axum::middleware::from_fn(read_user_first))
             .layer(sio_layer);
         let mut layer = SessionManagerLayer::new(store.clone()).with_secure(false);
         if let Some(expiry) = self.expiry {
@@ -641,6 +642,20 @@ async fn http_incr(session: LockedSession) -> Response {
         Ok(count) => Json(json!({ "count": count })).into_response(),
         Err(err) => session_error(err),
     }
+}
+
+/// Reads the session before every HTTP route runs, as an auth or logging middleware would:
+/// the copy it loads is stale by the time a writer holds the lock, so `LockedSession` must
+/// reload it.
+async fn read_user_first(
+    session: tower_sessions::Session,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(err) = session.get::<String>("user").await {
+        return session_error(err);
+    }
+    next.run(request).await
 }
 
 /// Test-only: the id the session layer read from the cookie, whatever the cookie mode.
