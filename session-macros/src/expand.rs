@@ -1,6 +1,6 @@
 //! Validation of the handler and generation of its wrapper.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{
     spanned::Spanned, visit_mut::VisitMut, AttrStyle, FnArg, Item, ItemFn, Pat, PathArguments,
@@ -383,18 +383,12 @@ impl<'a> Handler<'a> {
             }
         };
         let outcome = match (connect, &self.ret) {
-            (true, _) => quote_spanned! {ret_span=>
-                ::session_runtime::__private::connect_result(__with_session_ret)
-            },
+            (true, _) => call_spanned_on(&sig.output, "connect_result"),
             (false, Return::Unit) => quote! {
                 ::session_runtime::__private::unit(__with_session_ret)
             },
-            (false, Return::Value(_)) => quote_spanned! {ret_span=>
-                ::session_runtime::__private::value(__with_session_ret)
-            },
-            (false, Return::Result) => quote_spanned! {ret_span=>
-                ::session_runtime::__private::result(__with_session_ret)
-            },
+            (false, Return::Value(_)) => call_spanned_on(&sig.output, "value"),
+            (false, Return::Result) => call_spanned_on(&sig.output, "result"),
         };
         let require = match &self.args.require {
             Some(key) => quote!(::core::option::Option::Some(#key)),
@@ -435,6 +429,17 @@ impl<'a> Handler<'a> {
         });
         tokens
     }
+}
+
+/// `::session_runtime::__private::<function>(__with_session_ret)`, spanned on the return type
+/// so that a failed bound of `function` is reported there, in the user's signature.
+fn call_spanned_on(output: &ReturnType, function: &str) -> TokenStream {
+    let span = match output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let function = Ident::new(function, span);
+    quote_spanned!(span=> ::session_runtime::__private::#function(__with_session_ret))
 }
 
 /// `impl Trait` cannot be written in a `let`: let inference fill it in.

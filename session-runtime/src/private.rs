@@ -39,7 +39,8 @@ pub trait WritableSession {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the answer of a `#[with_session]` handler: it is not `Serialize`",
     label = "the acknowledgement is serialised from this type",
-    note = "a handler returns `()` (it acknowledges by itself), a `T: Serialize`, or a `Result<T, E>` with `T: Serialize` and `E: Display`"
+    note = "a handler returns `()` (it acknowledges by itself), a `T: Serialize`, or a `Result<T, E>` with `T: Serialize` and `E: Display`",
+    note = "a `Result` is recognised by its name: an alias of `Result` must be named `Result`"
 )]
 pub trait AckValue: Serialize {}
 
