@@ -365,7 +365,11 @@ async fn a_bad_payload_is_answered_and_touches_nothing() {
     let error = answer["error"].as_str().expect("an error ack");
     assert!(error.starts_with("invalid payload: "), "{error}");
     assert_eq!(server.runs(), 0);
-    assert_eq!(server.loads(), loads, "a bad payload must not reach the store");
+    assert_eq!(
+        server.loads(),
+        loads,
+        "a bad payload must not reach the store"
+    );
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@ mod expand;
 
 use proc_macro::TokenStream;
 
-/// Gives a socketioxide event handler a fresh, locked, transactional session.
-///
-/// (Documented with runnable examples in `session_runtime::with_session`.)
+// The examples use `session_runtime`, which this crate cannot depend on: they are hidden from
+// this crate's doctests and run as `session_runtime`'s (see its `WithSessionDocs`).
+#[cfg_attr(not(doctest), doc = include_str!("with_session.md"))]
 #[proc_macro_attribute]
 pub fn with_session(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::with_session(args.into(), item.into()).into()

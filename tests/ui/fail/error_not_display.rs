@@ -14,5 +14,8 @@ async fn incr(session: Session) -> Result<i64, Refused> {
 fn main() {
     let sessions = SocketSessions::new(MemoryStore::default());
     let (_layer, io) = SocketIo::new_layer();
-    io.ns("/", sessions.handler(|socket: SocketRef| socket.on("incr", incr)));
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| socket.on("incr", incr)),
+    );
 }

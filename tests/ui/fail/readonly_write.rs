@@ -11,5 +11,8 @@ async fn login(session: ReadOnlySession) -> Result<(), SessionError> {
 fn main() {
     let sessions = SocketSessions::new(MemoryStore::default());
     let (_layer, io) = SocketIo::new_layer();
-    io.ns("/", sessions.handler(|socket: SocketRef| socket.on("login", login)));
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| socket.on("login", login)),
+    );
 }

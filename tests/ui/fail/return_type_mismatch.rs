@@ -11,5 +11,8 @@ async fn incr(session: Session) -> i64 {
 fn main() {
     let sessions = SocketSessions::new(MemoryStore::default());
     let (_layer, io) = SocketIo::new_layer();
-    io.ns("/", sessions.handler(|socket: SocketRef| socket.on("incr", incr)));
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| socket.on("incr", incr)),
+    );
 }

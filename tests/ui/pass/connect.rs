@@ -15,7 +15,10 @@ impl fmt::Display for Banned {
 }
 
 #[with_session(readonly, require = "user", connect)]
-async fn members_only<A: Adapter>(_socket: SocketRef<A>, session: ReadOnlySession) -> Result<(), Banned> {
+async fn members_only<A: Adapter>(
+    _socket: SocketRef<A>,
+    session: ReadOnlySession,
+) -> Result<(), Banned> {
     match session.get::<bool>("banned") {
         Ok(Some(true)) => Err(Banned),
         _ => Ok(()),
