@@ -460,3 +460,110 @@ fn erase_impl_trait(ty: &Type) -> Type {
     Eraser.visit_type_mut(&mut ty);
     ty
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> String {
+        with_session(args.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    fn compile_errors(tokens: &str) -> usize {
+        tokens.matches("compile_error").count()
+    }
+
+    #[test]
+    fn an_error_keeps_the_item_and_adds_one_compile_error() {
+        let out = expand_str("autosave, readonly", "async fn incr(session: Session) {}");
+        assert_eq!(compile_errors(&out), 1);
+        assert!(
+            out.starts_with("async fn incr (session : Session) { }"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_session_parameter_leaves_the_signature() {
+        let out = expand_str(
+            "autosave",
+            "pub async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) where A: Clone {}",
+        );
+        assert_eq!(compile_errors(&out), 0, "{out}");
+        assert!(out.contains(
+            "pub async fn incr < A : Adapter > (__with_session_ctx : :: session_runtime :: __private :: EventContext , socket : SocketRef < A >) where A : Clone"
+        ), "{out}");
+        assert!(
+            out.contains("let session : Session = __with_session_session ;"),
+            "{out}"
+        );
+        assert!(out.contains(":: session_runtime :: __private :: unit (__with_session_ret)"));
+    }
+
+    #[test]
+    fn data_is_taken_as_try_data_and_rebuilt_with_the_users_path() {
+        let out = expand_str(
+            "readonly",
+            "async fn f(session: ReadOnlySession, Data(p): extract::Data<Vec<u8>>) {}",
+        );
+        assert!(
+            out.contains(
+                "__with_session_arg1 : :: session_runtime :: __private :: TryData < Vec < u8 > >"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(
+            "let Data (p) : extract :: Data < Vec < u8 > > = extract :: Data (__with_session_arg1) ;"
+        ), "{out}");
+        assert!(out.contains("__with_session_ctx . reject (err) ;"), "{out}");
+    }
+
+    #[test]
+    fn results_are_recognised_by_name_and_impl_trait_is_inferred() {
+        let out = expand_str(
+            "autosave",
+            "async fn f(session: Session) -> io::Result<impl Serialize> { todo!() }",
+        );
+        assert!(
+            out.contains("let __with_session_ret : io :: Result < _ > ="),
+            "{out}"
+        );
+        assert!(out.contains(":: session_runtime :: __private :: result (__with_session_ret)"));
+
+        let out = expand_str("autosave", "async fn f(session: Session) -> u8 { 1 }");
+        assert!(out.contains(":: session_runtime :: __private :: value (__with_session_ret)"));
+    }
+
+    #[test]
+    fn require_and_key_reach_the_runtime() {
+        let out = expand_str(
+            r#"autosave, require = "user", key = "cart""#,
+            "async fn f(mut cart: SessionData<Cart>) -> usize { 0 }",
+        );
+        assert!(
+            out.contains(r#"autosave (:: core :: option :: Option :: Some ("user") ,"#),
+            "{out}"
+        );
+        assert!(out.contains(
+            r#"let mut cart : SessionData < Cart > = match :: session_runtime :: __private :: bind (& __with_session_session , "cart")"#
+        ), "{out}");
+    }
+
+    #[test]
+    fn connect_returns_what_socketioxide_middleware_returns() {
+        let out = expand_str(
+            "readonly, connect",
+            "async fn guard(session: ReadOnlySession) -> Result<(), String> { Ok(()) }",
+        );
+        assert!(
+            out.contains("__with_session_ctx : :: session_runtime :: __private :: ConnectContext"),
+            "{out}"
+        );
+        assert!(out.contains(
+            "-> :: core :: result :: Result < () , :: session_runtime :: __private :: ConnectRefusal >"
+        ), "{out}");
+        assert!(
+            out.contains(":: session_runtime :: __private :: connect_result (__with_session_ret)")
+        );
+    }
+}
