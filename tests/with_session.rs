@@ -351,7 +351,17 @@ async fn an_err_saves_nothing() {
     assert_eq!(server.runs(), 2);
     assert_eq!(server.saves(), saves);
     assert_eq!(server.record(&cookie).await.unwrap()["balance"], json!(6));
+}
+
+#[tokio::test]
+async fn readonly_never_writes() {
+    let server = start().await;
+    let cookie = server.session(&[("user", "\"alice\"")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+    let saves = server.saves();
+
     assert_eq!(socket.ack("whoami", vec![]).await, json!("alice"));
+    assert_eq!(server.saves(), saves);
 }
 
 #[tokio::test]
@@ -384,6 +394,20 @@ async fn session_data_is_written_back() {
         server.record(&cookie).await.unwrap()["cart"],
         json!({ "items": ["tea", "milk"] })
     );
+}
+
+#[tokio::test]
+async fn session_data_that_does_not_read_fails_and_writes_nothing() {
+    let server = start().await;
+    let cookie = server.session(&[("cart", "42")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+    let saves = server.saves();
+
+    let answer = socket.ack("add", vec![json!("tea")]).await;
+    let error = answer["error"].as_str().expect("an error ack");
+    assert!(error.contains("`cart`"), "{error}");
+    assert_eq!(server.saves(), saves);
+    assert_eq!(server.record(&cookie).await.unwrap()["cart"], json!(42));
 }
 
 #[tokio::test]
