@@ -136,6 +136,14 @@ impl<'a> Handler<'a> {
         }
         let mode = args.mode;
         let connect = args.connect.is_some();
+        if let (Some(span), Mode::Autosave) = (args.connect, mode) {
+            // Before the parameters: their checks would explain `autosave`, not `connect`.
+            return Err(error(
+                span,
+                "`connect` works with `readonly` only: a connect middleware cannot save the \
+                 session",
+            ));
+        }
 
         let mut params = Vec::with_capacity(sig.inputs.len());
         let mut session: Option<(&Pat, &Type, SessionKind)> = None;
@@ -158,8 +166,8 @@ impl<'a> Handler<'a> {
                     return Err(syn::Error::new_spanned(
                         ty,
                         format!(
-                            "a `#[with_session]` handler takes one session parameter, and `{}` \
-                             already is it",
+                            "a `#[with_session]` handler takes only one session parameter, and \
+                             `{}` already receives the session",
                             first.to_token_stream()
                         ),
                     ));
@@ -250,14 +258,7 @@ impl<'a> Handler<'a> {
             },
         };
 
-        if let Some(span) = args.connect {
-            if mode == Mode::Autosave {
-                return Err(error(
-                    span,
-                    "`connect` works with `readonly` only: a connect middleware cannot save \
-                     the session",
-                ));
-            }
+        if args.connect.is_some() {
             if let Return::Value(ty) = ret {
                 return Err(syn::Error::new_spanned(
                     ty,
