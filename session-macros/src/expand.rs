@@ -176,6 +176,17 @@ impl<'a> Handler<'a> {
                 params.push(Param::Session { pat, ty, kind });
                 continue;
             }
+            if let Type::Reference(reference) = ty {
+                if let Some(name) = last_segment(&reference.elem)
+                    .filter(|s| SessionKind::of(s).is_some())
+                    .map(|s| &s.ident)
+                {
+                    return Err(syn::Error::new_spanned(
+                        ty,
+                        format!("take the session by value, `{name}` rather than `&{name}`: the macro hands it over"),
+                    ));
+                }
+            }
             match segment {
                 Some(segment) if segment.ident == "AckSender" => ack_sender = Some(ty),
                 Some(segment) if segment.ident == "Data" && !connect => {
