@@ -57,9 +57,16 @@ pub use error::SessionError;
 pub use handle::SessionHandle;
 pub use locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks};
 pub use session::{ReadOnlySession, Session, SessionData};
+#[doc(inline)]
 pub use session_macros::with_session;
 pub use sockets::{AttachSession, OnGone, SessionConnectHandler, SocketSessions, GONE_EVENT};
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+/// Runs the examples of [`with_session`]'s documentation as this crate's doctests: they need
+/// this crate, which the macro crate cannot depend on.
+#[cfg(doctest)]
+#[doc = include_str!("../../session-macros/src/with_session.md")]
+pub struct WithSessionDocs;

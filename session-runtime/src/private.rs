@@ -6,7 +6,7 @@ use serde::Serialize;
 use socketioxide::{
     adapter::Adapter,
     extract::AckSender,
-    handler::{FromMessageParts, Value},
+    handler::{FromConnectParts, FromMessageParts, Value},
     socket::Socket,
 };
 
@@ -26,8 +26,40 @@ pub enum Outcome {
     Fail(String),
 }
 
+/// Never implemented: bounds the write methods of `ReadOnlySession`, so that writing through
+/// one is a compile error saying so.
+#[diagnostic::on_unimplemented(
+    message = "a `readonly` session cannot be written",
+    label = "this writes to a `ReadOnlySession`",
+    note = "declare the handler `#[with_session(autosave)]` and take `Session` to write the session"
+)]
+pub trait WritableSession {}
+
+/// What a handler may return: its value is the acknowledgement.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the answer of a `#[with_session]` handler: it is not `Serialize`",
+    label = "the acknowledgement is serialised from this type",
+    note = "a handler returns `()` (it acknowledges by itself), a `T: Serialize`, or a `Result<T, E>` with `T: Serialize` and `E: Display`",
+    note = "a `Result` is recognised by its name: an alias of `Result` must be named `Result`"
+)]
+pub trait AckValue: Serialize {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> AckValue for T {}
+
+/// What a handler's `Err` may hold: its `Display` is the acknowledged error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of a `#[with_session]` handler: it is not `Display`",
+    label = "the error is acknowledged as `{{\"error\": \"<its Display>\"}}`",
+    note = "a handler returns `()` (it acknowledges by itself), a `T: Serialize`, or a `Result<T, E>` with `T: Serialize` and `E: Display`"
+)]
+pub trait AckError: Display {}
+
+#[diagnostic::do_not_recommend]
+impl<E: Display + ?Sized> AckError for E {}
+
 /// `-> T`
-pub fn value<T: Serialize>(value: T) -> Outcome {
+pub fn value<T: AckValue>(value: T) -> Outcome {
     match serde_json::to_value(value) {
         Ok(v) => Outcome::Ack(v),
         Err(err) => Outcome::Fail(format!(
@@ -37,7 +69,7 @@ pub fn value<T: Serialize>(value: T) -> Outcome {
 }
 
 /// `-> Result<T, E>`
-pub fn result<T: Serialize, E: Display>(result: Result<T, E>) -> Outcome {
+pub fn result<T: AckValue, E: AckError>(result: Result<T, E>) -> Outcome {
     match result {
         Ok(v) => value(v),
         Err(err) => Outcome::Fail(err.to_string()),
@@ -165,5 +197,88 @@ impl EventContext {
         if let Some(handle) = handle {
             handle.enforce_gone_policy();
         }
+    }
+}
+
+/// What a `connect` handler may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the result of a `#[with_session(connect)]` handler",
+    label = "a connect handler returns `Result<(), E>` with `E: Display`, or `()`",
+    note = "`Err(e)` refuses the connection with `e` as the client's `connect_error`"
+)]
+pub trait ConnectOutcome {
+    /// `Err` carries the refusal's message.
+    fn into_refusal(self) -> Result<(), String>;
+}
+
+impl ConnectOutcome for () {
+    fn into_refusal(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: AckError> ConnectOutcome for Result<(), E> {
+    fn into_refusal(self) -> Result<(), String> {
+        self.map_err(|err| err.to_string())
+    }
+}
+
+/// `connect` handlers' `-> Result<(), E>` or `-> ()`.
+pub fn connect_result<T: ConnectOutcome>(outcome: T) -> Result<(), String> {
+    outcome.into_refusal()
+}
+
+/// Why a connection was refused: its message is the client's `connect_error`.
+#[derive(Debug)]
+pub struct ConnectRefusal(String);
+
+impl Display for ConnectRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a generated connect middleware needs: the socket's session handle. The session must be
+/// attached before this middleware runs.
+pub struct ConnectContext {
+    handle: Option<SessionHandle>,
+}
+
+impl<A: Adapter> FromConnectParts<A> for ConnectContext {
+    type Error = Infallible;
+
+    fn from_connect_parts(s: &Arc<Socket<A>>, _: &Option<Value>) -> Result<Self, Infallible> {
+        Ok(Self {
+            handle: SessionHandle::of(s),
+        })
+    }
+}
+
+impl ConnectContext {
+    /// `#[with_session(readonly, connect)]`: reload, check `require`, body; any failure
+    /// refuses the connection.
+    pub async fn readonly<F>(
+        self,
+        require: Option<&'static str>,
+        body: F,
+    ) -> Result<(), ConnectRefusal>
+    where
+        F: AsyncFnOnce(ReadOnlySession) -> Result<(), String>,
+    {
+        let refuse = |message: String| {
+            tracing::debug!(%message, "connection refused by a session guard");
+            ConnectRefusal(message)
+        };
+        let handle = self
+            .handle
+            .ok_or_else(|| refuse(SessionError::NotAttached.to_string()))?;
+        let session = handle
+            .read_checked(require)
+            .await
+            .map_err(|err| refuse(err.to_string()))?;
+        let shared = session.0.clone();
+        let outcome = body(session).await;
+        shared.state().closed = true;
+        outcome.map_err(refuse)
     }
 }

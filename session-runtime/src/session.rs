@@ -245,7 +245,7 @@ fn debug(shared: &Shared, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result
 /// ```compile_fail
 /// # use session_runtime::ReadOnlySession;
 /// fn write(session: ReadOnlySession) {
-///     session.insert("user", "mallory"); // no such method
+///     session.insert("user", "mallory"); // error: a `readonly` session cannot be written
 /// }
 /// ```
 #[derive(Clone)]
@@ -253,6 +253,55 @@ pub struct ReadOnlySession(pub(crate) Arc<Shared>);
 
 impl ReadOnlySession {
     read_methods!();
+}
+
+/// The write methods of [`Session`], present only so that a write through a read-only session
+/// fails with one clear error (the bound never holds) instead of "no method named `insert`".
+/// The higher-ranked bound is not "trivially false", so the definitions compile.
+#[doc(hidden)]
+#[allow(missing_docs, unused_variables)]
+impl ReadOnlySession {
+    pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
+    pub fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>, SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
+    pub fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
+    pub fn clear(&self) -> Result<(), SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
+    pub fn delete(&self) -> Result<(), SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
 }
 
 impl fmt::Debug for ReadOnlySession {

@@ -1,0 +1,8 @@
+use session_runtime::{with_session, ReadOnlySession};
+
+#[with_session(autosave)]
+async fn incr(session: ReadOnlySession) {
+    let _ = session;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use session_runtime::{with_session, ReadOnlySession};
+
+#[with_session(readonly)]
+async fn whoami(session: &ReadOnlySession) {
+    let _ = session;
+}
+
+fn main() {}

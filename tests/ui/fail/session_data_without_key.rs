@@ -1,0 +1,8 @@
+use session_runtime::{with_session, SessionData};
+
+#[with_session(autosave)]
+async fn visit(visits: SessionData<u64>) {
+    let _ = visits;
+}
+
+fn main() {}

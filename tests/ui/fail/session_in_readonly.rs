@@ -1,0 +1,8 @@
+use session_runtime::{with_session, Session};
+
+#[with_session(readonly)]
+async fn whoami(session: Session) {
+    let _ = session;
+}
+
+fn main() {}

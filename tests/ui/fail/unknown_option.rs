@@ -1,0 +1,8 @@
+use session_runtime::{with_session, Session};
+
+#[with_session(autosave, lock)]
+async fn incr(session: Session) {
+    let _ = session;
+}
+
+fn main() {}

@@ -1,0 +1,32 @@
+//! A handler generic over the adapter, registered on the default one.
+use session_runtime::{with_session, Session, SessionError, SocketSessions};
+use socketioxide::{adapter::Adapter, extract::SocketRef, SocketIo};
+use tower_sessions::MemoryStore;
+
+#[with_session(autosave)]
+async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) -> Result<i64, SessionError> {
+    let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", count)?;
+    socket.emit("count", &count).ok();
+    Ok(count)
+}
+
+#[with_session(readonly)]
+async fn count<A>(session: session_runtime::ReadOnlySession, _socket: SocketRef<A>) -> i64
+where
+    A: Adapter,
+{
+    session.get("count").ok().flatten().unwrap_or(0)
+}
+
+fn main() {
+    let sessions = SocketSessions::new(MemoryStore::default());
+    let (_layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| {
+            socket.on("incr", incr);
+            socket.on("count", count);
+        }),
+    );
+}

@@ -1,0 +1,41 @@
+//! Attributes, visibility, doc comments, inner attributes and associated functions survive.
+use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
+use socketioxide::{extract::SocketRef, SocketIo};
+use tower_sessions::MemoryStore;
+
+mod handlers {
+    use super::*;
+
+    /// Documented, public, and used from another module.
+    #[with_session(autosave)]
+    #[allow(clippy::needless_return)]
+    pub async fn touch(session: Session) -> Result<(), SessionError> {
+        #![allow(unused_mut)]
+        let mut now = 1_u8;
+        session.insert("touched", now)?;
+        now += 1;
+        let _ = now;
+        return Ok(());
+    }
+}
+
+struct Api;
+
+impl Api {
+    #[with_session(readonly)]
+    pub(crate) async fn peek(session: ReadOnlySession) -> bool {
+        session.exists()
+    }
+}
+
+fn main() {
+    let sessions = SocketSessions::new(MemoryStore::default());
+    let (_layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| {
+            socket.on("touch", handlers::touch);
+            socket.on("peek", Api::peek);
+        }),
+    );
+}

@@ -1,0 +1,66 @@
+//! Every accepted return type: `()`, `T: Serialize`, `impl Serialize`, `Result<T, E>`,
+//! `Result<impl Serialize, E>` and a `Result` alias (recognised by its name).
+use serde::Serialize;
+use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
+use socketioxide::{extract::SocketRef, SocketIo};
+use tower_sessions::MemoryStore;
+
+#[derive(Serialize)]
+struct Profile {
+    user: Option<String>,
+}
+
+#[with_session(readonly)]
+async fn unit(session: ReadOnlySession) {
+    let _ = session.contains_key("user");
+}
+
+#[with_session(readonly)]
+async fn value(session: ReadOnlySession) -> Profile {
+    Profile {
+        user: session.get("user").ok().flatten(),
+    }
+}
+
+#[with_session(readonly)]
+async fn opaque(session: ReadOnlySession) -> impl Serialize {
+    session.get_value("user")
+}
+
+#[with_session(readonly)]
+async fn result(session: ReadOnlySession) -> Result<Profile, SessionError> {
+    Ok(Profile {
+        user: session.get("user")?,
+    })
+}
+
+#[with_session(autosave)]
+async fn opaque_result(session: Session) -> Result<impl Serialize, SessionError> {
+    session.insert("seen", true)?;
+    Ok(vec![1, 2, 3])
+}
+
+mod answer {
+    pub type Result<T> = std::result::Result<T, session_runtime::SessionError>;
+}
+
+#[with_session(autosave)]
+async fn alias(session: Session) -> answer::Result<bool> {
+    Ok(session.is_modified())
+}
+
+fn main() {
+    let sessions = SocketSessions::new(MemoryStore::default());
+    let (_layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| {
+            socket.on("unit", unit);
+            socket.on("value", value);
+            socket.on("opaque", opaque);
+            socket.on("result", result);
+            socket.on("opaque_result", opaque_result);
+            socket.on("alias", alias);
+        }),
+    );
+}

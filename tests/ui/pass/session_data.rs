@@ -1,0 +1,43 @@
+//! `key = "..."` binds a typed `SessionData<T>`; `require = "..."` guards either mode.
+use serde::{Deserialize, Serialize};
+use session_runtime::{with_session, ReadOnlySession, SessionData, SocketSessions};
+use socketioxide::{
+    extract::{Data, SocketRef},
+    SocketIo,
+};
+use tower_sessions::MemoryStore;
+
+#[derive(Default, Serialize, Deserialize)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[with_session(autosave, require = "user", key = "cart")]
+async fn add(mut cart: SessionData<Cart>, Data(item): Data<String>) -> usize {
+    cart.items.push(item);
+    cart.items.len()
+}
+
+#[with_session(autosave, key = "visits")]
+async fn visit(mut visits: session_runtime::SessionData<u64>) -> u64 {
+    *visits += 1;
+    *visits
+}
+
+#[with_session(readonly, require = "user")]
+async fn whoami(session: ReadOnlySession) -> Option<String> {
+    session.get("user").ok().flatten()
+}
+
+fn main() {
+    let sessions = SocketSessions::new(MemoryStore::default());
+    let (_layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        sessions.handler(|socket: SocketRef| {
+            socket.on("add", add);
+            socket.on("visit", visit);
+            socket.on("whoami", whoami);
+        }),
+    );
+}
