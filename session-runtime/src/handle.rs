@@ -31,7 +31,7 @@ pub(crate) trait SessionSocket: Send + Sync + 'static {
 impl<A: Adapter> SessionSocket for Socket<A> {
     fn end_gone_session(self: Arc<Self>, event: &str) {
         let reason = SessionError::Gone.to_string();
-        if let Err(err) = self.emit(event.to_owned(), &serde_json::json!({ "reason": reason })) {
+        if let Err(err) = self.emit(event, &serde_json::json!({ "reason": reason })) {
             tracing::debug!(%err, "could not tell the client its session is gone");
         }
         if let Err(err) = self.disconnect() {

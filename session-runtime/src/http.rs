@@ -203,10 +203,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
             let guard = slot.locks.lock(id).await?;
             *slot.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
             // Something before us may have read the record already; that copy is stale.
-            session
-                .load()
-                .await
-                .map_err(|err| SessionError::from_session(err))?;
+            session.load().await.map_err(SessionError::from_session)?;
         }
         Ok(LockedSession(session))
     }

@@ -208,11 +208,9 @@ impl SocketSessions {
         };
         // The handshake's session caches its record forever: take only its id and expiry.
         let handle = SessionHandle::new(socket, http.id(), http.expiry(), self.clone());
-        if self.inner.require_session {
-            if handle.id().is_none() || !handle.read().await?.exists() {
-                tracing::debug!("refusing a socket without a valid session");
-                return Err(SessionError::NoSession);
-            }
+        if self.inner.require_session && (handle.id().is_none() || !handle.read().await?.exists()) {
+            tracing::debug!("refusing a socket without a valid session");
+            return Err(SessionError::NoSession);
         }
         socket.extensions.insert(handle);
         Ok(())
@@ -233,12 +231,12 @@ pub struct AttachSession {
 }
 
 impl<A: Adapter> ConnectMiddleware<A, ()> for AttachSession {
-    fn call<'a>(
+    async fn call<'a>(
         &'a self,
         socket: Arc<Socket<A>>,
         _: &'a Option<Value>,
-    ) -> impl Future<Output = Result<(), Box<dyn fmt::Display + Send>>> + Send {
-        async move { self.sessions.attach_to(&socket).await.map_err(boxed_err) }
+    ) -> Result<(), Box<dyn fmt::Display + Send>> {
+        self.sessions.attach_to(&socket).await.map_err(boxed_err)
     }
 }
 
