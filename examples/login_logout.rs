@@ -113,13 +113,11 @@ fn next_count(count: Option<i64>) -> Result<i64, DemoError> {
 // socket.io events: every one goes through `#[with_session]`, which reloads the session, locks
 // it for writers, saves after success and acknowledges after the save.
 
-#[allow(dead_code)]
 #[with_session(readonly)]
 async fn whoami(session: ReadOnlySession) -> Result<Value, DemoError> {
     Ok(json!({ "user": session.get::<String>("user")? }))
 }
 
-#[allow(dead_code)]
 #[with_session(autosave)]
 async fn incr(session: Session) -> Result<i64, DemoError> {
     let count = next_count(session.get("count")?)?;
@@ -127,16 +125,13 @@ async fn incr(session: Session) -> Result<i64, DemoError> {
     Ok(count)
 }
 
-#[allow(dead_code)]
 #[with_session(autosave)]
-async fn login(session: Session, body: Data<LoginBody>) -> Result<Value, DemoError> {
-    // `LoginBody` has checked the name; a bad payload never gets here.
-    let Data(LoginBody { user }) = body;
-    session.insert("user", user)?;
+async fn login(session: Session, Data(body): Data<LoginBody>) -> Result<Value, DemoError> {
+    // `LoginBody` has checked the name: a bad payload is refused before the body runs.
+    session.insert("user", body.user)?;
     Ok(json!({ "ok": true }))
 }
 
-#[allow(dead_code)]
 #[with_session(autosave)]
 async fn logout(session: Session) -> Result<Value, DemoError> {
     session.remove_value("user")?;
@@ -256,8 +251,12 @@ fn app(key: Key) -> Router {
         .build_layer();
     io.ns(
         "/",
-        // TODO(with_session): register `whoami`, `incr`, `login`, `logout` once the macro lands.
-        sessions.handler(|_socket: SocketRef| {}),
+        sessions.handler(|socket: SocketRef| {
+            socket.on("whoami", whoami);
+            socket.on("incr", incr);
+            socket.on("login", login);
+            socket.on("logout", logout);
+        }),
     );
 
     let session_layer = SessionManagerLayer::new(store)
