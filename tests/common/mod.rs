@@ -13,7 +13,27 @@
 //! Every wait is bounded by [`TIMEOUT`]: a test fails, it never hangs.
 //!
 //! Handlers are written by hand with [`SessionHandle`] and acknowledge after the transaction
-//! returns, as `#[with_session]` will generate them.
+//! returns, as `#[with_session]` will generate them; the events are listed on
+//! [`register_events`]. HTTP routes pass through an auth-style middleware that reads the
+//! session first, so `LockedSession` must reload a stale copy.
+//!
+//! ```ignore
+//! mod common;
+//! use common::{CookieMode, SocketClient, StoreKind, TestServer, Transport};
+//!
+//! let server = TestServer::builder()
+//!     .cookie(CookieMode::Signed)
+//!     .store(StoreKind::SqliteMemory)
+//!     .start()
+//!     .await;
+//! let http = server.http();
+//! http.login("alice").await;
+//! let socket = SocketClient::connect(&server, "/", Transport::Polling, Some(&http.cookie_header()))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": "alice" }));
+//! server.store.fail_writes(true); // now `incr` acks `{"error": "session store failed: ..."}`
+//! ```
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::{
@@ -298,7 +318,9 @@ impl SessionStore for TestStore {
 /// Lets a test see inside the `hold` handler: it signals `entered` once it holds the
 /// session's lock, then waits for a permit of `release`.
 pub struct HoldProbe {
+    /// Notified (one permit) each time a `hold` handler holds the lock.
     pub entered: Notify,
+    /// One permit lets one waiting `hold` handler finish; starts with none.
     pub release: Semaphore,
 }
 
