@@ -146,6 +146,36 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_rotation_racing_a_burst_carries_every_acknowledged_update() {
+    let server = TestServer::builder()
+        .latency(std::time::Duration::from_millis(1))
+        .start()
+        .await;
+    let http = server.http();
+    http.login("alice").await;
+    let old_id = http.session_id().await;
+    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
+        .await
+        .unwrap();
+    let acks: Vec<_> = (0..30).map(|_| socket.emit("incr", vec![])).collect();
+    // The login copies the record to a new id while socket writers queue on the old one.
+    http.login("alice").await;
+    let acks = futures_util::future::join_all(acks).await;
+
+    let acknowledged = acks.iter().filter(|a| a.is_i64()).count();
+    for ack in acks.iter().filter(|a| !a.is_i64()) {
+        assert!(error_of(ack).contains("gone"), "{ack}");
+    }
+    assert_eq!(
+        http.session().await,
+        json!({ "user": "alice", "count": acknowledged }),
+        "the new session must hold exactly the acknowledged increments"
+    );
+    assert!(server.store.record(old_id).await.is_none());
+    assert_eq!(server.store.record_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
     let server = TestServer::builder()
         .on_gone(OnGone::disconnect())
