@@ -193,9 +193,12 @@ async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
         );
         http.logout().await;
         let writes = server.store.writes();
-        // `SessionHandle::autosave` applies the policy before it returns, so the socket is
-        // closed before the handler can acknowledge: wait for the event, not for the ack.
-        socket.emit("incr", vec![]).await;
+        // The handler acknowledges first, then applies the policy: the client hears why.
+        let answer = socket.ack("incr", vec![]).await;
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains("gone")),
+            "{transport:?}: {answer}"
+        );
         let gone = socket
             .next_event(GONE_EVENT)
             .await

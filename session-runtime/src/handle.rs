@@ -60,10 +60,15 @@ impl<A: Adapter> SessionSocket for Socket<A> {
 ///         })
 ///         .await;
 ///     // Saved (or not) before the client hears of it.
-///     let _ = match result {
+///     let sent = match result {
 ///         Ok(count) => ack.send(&count),
 ///         Err(err) => ack.send(&serde_json::json!({ "error": err.to_string() })),
 ///     };
+///     if let Err(err) = sent {
+///         tracing::warn!(%err, "could not acknowledge `incr`");
+///     }
+///     // After the answer: with `OnGone::Disconnect`, a gone session's socket is closed now.
+///     handle.apply_gone_policy();
 /// }
 /// ```
 #[derive(Clone)]
@@ -154,7 +159,7 @@ impl SessionHandle {
     ///
     /// `f` returning `Err` (or panicking) writes nothing. A socket without a session gets
     /// [`SessionError::NoSession`]; a session that is gone gets [`SessionError::Gone`] and is
-    /// never written back (with [`OnGone::Disconnect`], the socket is told and disconnected).
+    /// never written back (then call [`SessionHandle::apply_gone_policy`] after acknowledging).
     pub async fn autosave<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: AsyncFnOnce(Session) -> Result<T, E>,
@@ -166,12 +171,7 @@ impl SessionHandle {
         {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(err),
-            Err(err) => {
-                if matches!(err, SessionError::Gone) {
-                    self.enforce_gone_policy();
-                }
-                Err(err.into())
-            }
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -270,8 +270,13 @@ impl SessionHandle {
         Ok(record)
     }
 
-    /// Applies the [`OnGone`] policy if this socket's session is gone.
-    pub(crate) fn enforce_gone_policy(&self) {
+    /// Applies the [`OnGone`] policy if this socket's session is gone: with
+    /// [`OnGone::Disconnect`], the client receives the policy's event and is disconnected.
+    ///
+    /// `#[with_session]` calls it after acknowledging. A hand-written handler calls it after its
+    /// own acknowledgement, so the client hears why before the socket closes (see the example
+    /// on [`SessionHandle`]). Does nothing while the session exists.
+    pub fn apply_gone_policy(&self) {
         if !self.is_gone() {
             return;
         }

@@ -195,7 +195,7 @@ impl EventContext {
             }
         }
         if let Some(handle) = handle {
-            handle.enforce_gone_policy();
+            handle.apply_gone_policy();
         }
     }
 }

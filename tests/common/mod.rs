@@ -687,8 +687,13 @@ async fn http_session_id(session: tower_sessions::Session) -> Json<Value> {
 
 // --- Socket events ------------------------------------------------------------------------
 
-/// Acknowledges after the transaction returned: `value`, or `{"error": "..."}`.
-fn reply<T: serde::Serialize, E: fmt::Display>(ack: AckSender, result: Result<T, E>) {
+/// Acknowledges after the transaction returned: `value`, or `{"error": "..."}`; then applies
+/// the `OnGone` policy, as a hand-written handler must (after the ack, so the client hears why).
+fn reply<T: serde::Serialize, E: fmt::Display>(
+    handle: &SessionHandle,
+    ack: AckSender,
+    result: Result<T, E>,
+) {
     let answer = match result {
         Ok(value) => json!(value),
         Err(err) => json!({ "error": err.to_string() }),
@@ -697,6 +702,7 @@ fn reply<T: serde::Serialize, E: fmt::Display>(ack: AckSender, result: Result<T,
         // Never silent: a lost ack shows up as a client timeout, this says why.
         tracing::warn!(%err, "could not send an acknowledgement");
     }
+    handle.apply_gone_policy();
 }
 
 /// What a handler's body may fail with: a session error or its own.
@@ -723,7 +729,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 Ok::<_, SessionError>(json!({ "user": session.get::<String>("user")? }))
             })
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on("incr", async |handle: SessionHandle, ack: AckSender| {
         let result = handle
@@ -733,7 +739,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 Ok::<_, SessionError>(count)
             })
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on(
         "login",
@@ -743,7 +749,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 .and_then(|body| parse_user(&body))
             {
                 Ok(user) => user,
-                Err(message) => return reply::<(), _>(ack, Err(message)),
+                Err(message) => return reply::<(), _>(&handle, ack, Err(message)),
             };
             let result = handle
                 .autosave(async |session| {
@@ -751,7 +757,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                     Ok::<_, SessionError>(json!({ "ok": true }))
                 })
                 .await;
-            reply(ack, result);
+            reply(&handle, ack, result);
         },
     );
     socket.on("logout", async |handle: SessionHandle, ack: AckSender| {
@@ -761,13 +767,13 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 Ok::<_, SessionError>(json!({ "ok": true }))
             })
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on("peek", async |handle: SessionHandle, ack: AckSender| {
         let result = handle
             .autosave(async |session| Ok::<_, SessionError>(session.get::<i64>("count")?))
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on("same", async |handle: SessionHandle, ack: AckSender| {
         let result = handle
@@ -777,7 +783,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 Ok::<_, SessionError>(count)
             })
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on("delete", async |handle: SessionHandle, ack: AckSender| {
         let result = handle
@@ -786,7 +792,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                 Ok::<_, SessionError>(json!({ "ok": true }))
             })
             .await;
-        reply(ack, result);
+        reply(&handle, ack, result);
     });
     socket.on(
         "fail_after_write",
@@ -798,7 +804,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                     Err::<(), BoxError>("deliberate failure after writing".into())
                 })
                 .await;
-            reply(ack, result);
+            reply(&handle, ack, result);
         },
     );
     socket.on(
@@ -814,7 +820,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                     Ok::<_, SessionError>(())
                 })
                 .await;
-            reply(ack, result);
+            reply(&handle, ack, result);
         },
     );
     let probe = probe.clone();
@@ -834,7 +840,7 @@ fn register_events(socket: &SocketRef, probe: &Arc<HoldProbe>) {
                     Ok::<_, SessionError>(json!({ "ok": true }))
                 })
                 .await;
-            reply(ack, result);
+            reply(&handle, ack, result);
         }
     });
 }
