@@ -47,6 +47,9 @@ export async function startServer() {
     });
   });
   child.removeAllListeners("exit");
+  // Should the test process die first, the demo must not outlive it.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
   return {
     url,
     async stop() {
@@ -56,6 +59,7 @@ export async function startServer() {
       const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS);
       await exited;
       clearTimeout(timer);
+      process.off("exit", killOnExit);
     },
   };
 }
