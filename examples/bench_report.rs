@@ -1,0 +1,427 @@
+//! Turns the load generator's raw figures (`examples/bench/results.jsonl`, one JSON object per
+//! run) into the benchmark report: medians of the repeated runs as Markdown tables, the ratios
+//! against the targets, and a bar chart as a hand-written SVG.
+//!
+//! ```text
+//! cargo run --release --example bench_report -- --results examples/bench/results.jsonl \
+//!     --markdown examples/bench/REPORT.md --svg examples/bench/bench.svg
+//! ```
+
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
+
+use serde_json::Value;
+
+struct Opts {
+    results: PathBuf,
+    markdown: PathBuf,
+    svg: PathBuf,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let (mut results, mut markdown, mut svg) = (None, None, None);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("`{flag}` needs a value"))?;
+        match flag.as_str() {
+            "--results" => results = Some(value.into()),
+            "--markdown" => markdown = Some(value.into()),
+            "--svg" => svg = Some(value.into()),
+            other => return Err(format!("unknown option `{other}`: expected `--results`, `--markdown` or `--svg`")),
+        }
+    }
+    Ok(Opts {
+        results: results.ok_or("`--results` is required")?,
+        markdown: markdown.ok_or("`--markdown` is required")?,
+        svg: svg.ok_or("`--svg` is required")?,
+    })
+}
+
+fn main() {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(err) => {
+            eprintln!("bench_report: {err}");
+            std::process::exit(2);
+        }
+    };
+    let text = std::fs::read_to_string(&opts.results).unwrap_or_else(|err| {
+        eprintln!("bench_report: cannot read {}: {err}", opts.results.display());
+        std::process::exit(1);
+    });
+    let runs: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let report = Report::new(&runs);
+    let svg_name = opts
+        .svg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::write(&opts.markdown, report.markdown(&svg_name)).expect("write the Markdown report");
+    std::fs::write(&opts.svg, report.svg()).expect("write the SVG");
+}
+
+/// The runs of one configuration (mode, label, event), to take medians over.
+struct Group<'a> {
+    runs: Vec<&'a Value>,
+}
+
+impl Group<'_> {
+    fn values(&self, path: &str) -> Vec<f64> {
+        let mut v: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| path.split('.').try_fold(*r, |v, k| v.get(k)))
+            .filter_map(Value::as_f64)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    fn median(&self, path: &str) -> Option<f64> {
+        let v = self.values(path);
+        match v.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(v[n / 2]),
+            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    }
+
+    fn range(&self, path: &str) -> Option<(f64, f64)> {
+        let v = self.values(path);
+        Some((*v.first()?, *v.last()?))
+    }
+}
+
+struct Report<'a> {
+    meta: Option<&'a Value>,
+    groups: BTreeMap<(String, String, String), Group<'a>>,
+    /// Closed-loop rows in the order they are shown.
+    order: Vec<(String, String)>,
+}
+
+const LOOP_ROWS: &[(&str, &str, &str)] = &[
+    ("plain/memory", "incr", "(a) session-less ack handler"),
+    ("manual/memory", "incr", "(b) hand-written reload/save"),
+    ("autosave/memory", "incr", "(c) autosave"),
+    ("manual/memory", "whoami", "(b) hand-written reload"),
+    ("autosave/memory", "whoami", "(d) readonly"),
+    ("manual/moka", "incr", "(b) hand-written reload/save"),
+    ("autosave/moka", "incr", "(c) autosave"),
+    ("manual/moka", "whoami", "(b) hand-written reload"),
+    ("autosave/moka", "whoami", "(d) readonly"),
+    ("manual/sqlite", "incr", "(b) hand-written reload/save"),
+    ("autosave/sqlite", "incr", "(c) autosave"),
+    ("manual/sqlite", "whoami", "(b) hand-written reload"),
+    ("autosave/sqlite", "whoami", "(d) readonly"),
+    ("node/memory", "incr", "Node: express-session + express-socket.io-session"),
+    ("node/memory", "whoami", "Node: express-session + express-socket.io-session"),
+];
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "–".into(),
+    }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+impl<'a> Report<'a> {
+    fn new(runs: &'a [Value]) -> Self {
+        let mut groups: BTreeMap<(String, String, String), Group<'a>> = BTreeMap::new();
+        let mut meta = None;
+        for r in runs {
+            if r["kind"] == "meta" {
+                meta = Some(r);
+                continue;
+            }
+            let key = (
+                r["mode"].as_str().unwrap_or_default().to_owned(),
+                r["label"].as_str().unwrap_or_default().to_owned(),
+                r["event"].as_str().unwrap_or_default().to_owned(),
+            );
+            groups.entry(key).or_insert_with(|| Group { runs: Vec::new() }).runs.push(r);
+        }
+        let order = LOOP_ROWS
+            .iter()
+            .map(|(l, e, _)| (l.to_string(), e.to_string()))
+            .collect();
+        Self { meta, groups, order }
+    }
+
+    fn group(&self, mode: &str, label: &str, event: &str) -> Option<&Group<'a>> {
+        self.groups
+            .get(&(mode.to_owned(), label.to_owned(), event.to_owned()))
+    }
+
+    fn loop_median(&self, label: &str, event: &str, path: &str) -> Option<f64> {
+        self.group("loop", label, event)?.median(path)
+    }
+
+    fn ratio(&self, a: (&str, &str), b: (&str, &str), path: &str) -> Option<f64> {
+        Some(self.loop_median(a.0, a.1, path)? / self.loop_median(b.0, b.1, path)?)
+    }
+
+    fn markdown(&self, svg_name: &str) -> String {
+        let mut md = String::new();
+        let m = |k: &str| {
+            self.meta
+                .and_then(|m| m.get(k))
+                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .unwrap_or_else(|| "?".into())
+        };
+        let _ = writeln!(md, "# Benchmark report\n");
+        let _ = writeln!(
+            md,
+            "Generated by `examples/bench/run.sh` (raw figures: `results.jsonl`). Every figure is the \
+             median of {} repetitions run interleaved; the server is pinned to one core, the load \
+             generator (one thread) to the other.\n",
+            m("reps")
+        );
+        let _ = writeln!(
+            md,
+            "Run: {} · {} cores ({}) · pinned: {} · {} · node {} · commit {} · load average at start: {}\n",
+            m("started"), m("nproc"), m("cpu"), m("pinned"), m("rustc"), m("node"), m("commit"), m("loadavg")
+        );
+        let others: Vec<f64> = self
+            .groups
+            .values()
+            .flat_map(|g| g.values("cpu.other_cores"))
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            others.iter().copied().reduce(f64::min),
+            others.iter().copied().reduce(f64::max),
+        ) {
+            let mut sorted = others.clone();
+            sorted.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                md,
+                "Load conditions: the machine is shared. Besides the server and the load generator, \
+                 other processes used {lo:.2} to {hi:.2} cores (median {:.2}) during the measured \
+                 windows (column *other*).\n",
+                sorted[sorted.len() / 2]
+            );
+        }
+
+        let _ = writeln!(md, "![server CPU per event and throughput]({svg_name})\n");
+
+        // Targets first: that is what a reader looks for.
+        let _ = writeln!(md, "## Targets\n");
+        let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
+        let cpu = "cpu.server_cpu_us_per_event";
+        let eps = "events_per_s";
+        let plain = ("plain/memory", "incr");
+        let auto = ("autosave/memory", "incr");
+        let ro = ("autosave/memory", "whoami");
+        let node = ("node/memory", "incr");
+        let r = self.ratio(auto, plain, cpu);
+        let _ = writeln!(md, "| server CPU per autosave event ≤ 1.10 × session-less | {} × | {} |", fmt(r, 3), verdict(r.map(|r| r <= 1.10)));
+        let r = self.ratio(node, auto, cpu);
+        let _ = writeln!(md, "| Node's CPU per event ≥ 1.8 × autosave's | {} × | {} |", fmt(r, 2), verdict(r.map(|r| r >= 1.8)));
+        let r = self.ratio(auto, plain, eps);
+        let _ = writeln!(md, "| autosave throughput ≥ 90 % of session-less | {} % | {} |", fmt(r.map(|r| r * 100.0), 1), verdict(r.map(|r| r >= 0.90)));
+        let r = self.ratio(ro, plain, eps);
+        let _ = writeln!(md, "| readonly throughput ≥ 95 % of session-less | {} % | {} |", fmt(r.map(|r| r * 100.0), 1), verdict(r.map(|r| r >= 0.95)));
+        for store in ["memory", "sqlite"] {
+            let label = format!("autosave/{store}");
+            let lost = self.group("burst", &label, "incr").and_then(|g| g.range("lost_updates"));
+            let _ = writeln!(
+                md,
+                "| burst: 0 lost updates, autosave/{store} | {} | {} |",
+                lost.map(|(lo, hi)| if lo == hi { format!("{lo:.0}") } else { format!("{lo:.0} to {hi:.0}") })
+                    .unwrap_or("–".into()),
+                verdict(lost.map(|(_, hi)| hi == 0.0))
+            );
+        }
+        let lost = self.group("burst", "autosave/memory+2ms", "incr").and_then(|g| g.range("lost_updates"));
+        let _ = writeln!(
+            md,
+            "| burst: 0 lost updates, autosave, store with 2 ms latency | {} | {} |",
+            lost.map(|(lo, hi)| format!("{lo:.0} to {hi:.0}")).unwrap_or("–".into()),
+            verdict(lost.map(|(_, hi)| hi == 0.0))
+        );
+        let node_lost = self.group("burst", "node/memory", "incr");
+        let _ = writeln!(
+            md,
+            "| burst: Node's figure (reported, no target) | {} lost of {} | – |",
+            fmt(node_lost.and_then(|g| g.median("lost_updates")), 0),
+            fmt(node_lost.and_then(|g| g.median("acked_ok")), 0)
+        );
+        let mem = |label: &str| self.group("idle", label, "incr").and_then(|g| g.median("rss_per_socket_bytes"));
+        let attach = mem("rust/session").zip(mem("rust/no-session")).map(|(a, b)| a - b);
+        let _ = writeln!(md, "| session attachment ≤ 1 KiB per connected socket | {} B | {} |", fmt(attach, 0), verdict(attach.map(|a| a <= 1024.0)));
+        for (label, event, name) in [("autosave/memory", "incr", "autosave"), ("autosave/memory", "whoami", "readonly")] {
+            let g = self.group("loop", label, event);
+            let load = g.and_then(|g| g.median("store_ops_per_event.load"));
+            let save = g.and_then(|g| g.median("store_ops_per_event.save"));
+            let ok = load.zip(save).map(|(l, s)| {
+                if name == "autosave" {
+                    (l - 1.0).abs() < 1e-9 && s <= 1.0 + 1e-9
+                } else {
+                    (l - 1.0).abs() < 1e-9 && s == 0.0
+                }
+            });
+            let want = if name == "autosave" { "1 load + ≤ 1 save" } else { "1 load, 0 saves" };
+            let _ = writeln!(md, "| store operations per {name} event: {want} | {} load + {} save | {} |", fmt(load, 3), fmt(save, 3), verdict(ok));
+        }
+        let server_cores = self.loop_median("plain/memory", "incr", "cpu.server_cores");
+        let loadgen_cores = self.loop_median("plain/memory", "incr", "cpu.loadgen_cores");
+        let _ = writeln!(
+            md,
+            "| saturation: the server, not the load generator, is the limit (session-less run) | server {} cores, load generator {} cores | {} |",
+            fmt(server_cores, 2),
+            fmt(loadgen_cores, 2),
+            verdict(server_cores.zip(loadgen_cores).map(|(s, l)| l < 0.95 && s >= l))
+        );
+        let _ = writeln!(md);
+
+        let _ = writeln!(md, "## Closed loop ({} sockets, one session each, `incr` or `whoami` with acks)\n", m("clients"));
+        let _ = writeln!(md, "Server CPU is user+sys of the server process per acknowledged event; *cores* is CPU time over wall time (1.00 = one core saturated). Store operations come from the counting store wrapper of `bench_server`.\n");
+        let _ = writeln!(
+            md,
+            "| variant | store | event | events/s | p50 µs | p99 µs | p999 µs | server CPU µs/event | server cores | load generator cores | other cores | loads/event | saves/event | lost | runs |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for ((label, event), (_, _, name)) in self.order.iter().zip(LOOP_ROWS) {
+            let Some(g) = self.group("loop", label, event) else { continue };
+            let store = label.split('/').nth(1).unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {name} | {store} | `{event}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(g.median("events_per_s"), 0),
+                fmt(g.median("p50_us"), 0),
+                fmt(g.median("p99_us"), 0),
+                fmt(g.median("p999_us"), 0),
+                fmt(g.median(cpu), 2),
+                fmt(g.median("cpu.server_cores"), 2),
+                fmt(g.median("cpu.loadgen_cores"), 2),
+                fmt(g.median("cpu.other_cores"), 2),
+                fmt(g.median("store_ops_per_event.load"), 3),
+                fmt(g.median("store_ops_per_event.save"), 3),
+                fmt(g.median("lost_updates"), 0),
+                g.runs.len()
+            );
+        }
+        let _ = writeln!(md, "\nRatios against the session-less handler (medians):\n");
+        let _ = writeln!(md, "| variant | store | event | CPU/event ratio | throughput ratio |\n|---|---|---|---:|---:|");
+        for ((label, event), (_, _, name)) in self.order.iter().zip(LOOP_ROWS).skip(1) {
+            if self.group("loop", label, event).is_none() {
+                continue;
+            }
+            let store = label.split('/').nth(1).unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {name} | {store} | `{event}` | {} × | {} % |",
+                fmt(self.ratio((label, event), plain, cpu), 3),
+                fmt(self.ratio((label, event), plain, eps).map(|r| r * 100.0), 1)
+            );
+        }
+
+        let _ = writeln!(md, "\n## Burst (concurrent `incr` on one session, not waiting for acks)\n");
+        let _ = writeln!(md, "*Lost* = acknowledged increments minus the increase of `count` read back over `GET /session`; min to max over the repetitions. The `+2ms` rows delay every store operation by 2 ms (a networked store).\n");
+        let _ = writeln!(md, "| server | store | sockets × events | acked | applied | lost (median) | lost (min to max) | events/s | p99 ms | server CPU µs/event | loads/event | saves/event | runs |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for label in ["manual/memory", "autosave/memory", "manual/sqlite", "autosave/sqlite", "manual/memory+2ms", "autosave/memory+2ms", "node/memory"] {
+            let Some(g) = self.group("burst", label, "incr") else { continue };
+            let (variant, store) = label.split_once('/').unwrap_or((label, ""));
+            let name = match variant {
+                "manual" => "(b) hand-written reload/save",
+                "autosave" => "(c) autosave",
+                _ => "Node",
+            };
+            let sockets = g.runs.first().and_then(|r| r["clients"].as_u64()).unwrap_or(0);
+            let k = g.runs.first().and_then(|r| r["burst"].as_u64()).unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {name} | {store} | {sockets} × {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(g.median("acked_ok"), 0),
+                fmt(g.median("applied"), 0),
+                fmt(g.median("lost_updates"), 0),
+                g.range("lost_updates").map(|(a, b)| format!("{a:.0} to {b:.0}")).unwrap_or("–".into()),
+                fmt(g.median("events_per_s"), 0),
+                fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
+                fmt(g.median(cpu), 2),
+                fmt(g.median("store_ops_per_event.load"), 3),
+                fmt(g.median("store_ops_per_event.save"), 3),
+                g.runs.len()
+            );
+        }
+
+        let _ = writeln!(md, "\n## Memory (idle sockets)\n");
+        let _ = writeln!(md, "Server RSS after connecting the sockets minus RSS before (all logins done first, so the session records are in both figures), divided by the number of sockets.\n");
+        let _ = writeln!(md, "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket | runs |\n|---|---:|---:|---:|---:|---:|");
+        for (label, name) in [
+            ("rust/no-session", "socketioxide, no session attached"),
+            ("rust/session", "socketioxide + `SocketSessions::handler` (session attached)"),
+            ("node/no-session", "Node socket.io, no session middleware"),
+            ("node/session", "Node socket.io + express-socket.io-session"),
+        ] {
+            let Some(g) = self.group("idle", label, "incr") else { continue };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} |",
+                g.runs.first().and_then(|r| r["clients"].as_u64()).unwrap_or(0),
+                fmt(g.median("rss_before_kib").map(|v| v / 1024.0), 1),
+                fmt(g.median("rss_after_kib").map(|v| v / 1024.0), 1),
+                fmt(g.median("rss_per_socket_bytes"), 0),
+                g.runs.len()
+            );
+        }
+        if let Some(a) = attach {
+            let _ = writeln!(md, "\nSession attachment costs {a:.0} bytes per socket (target ≤ 1024).");
+        }
+        md
+    }
+
+    /// Two horizontal bar panels: server CPU per event, and throughput.
+    fn svg(&self) -> String {
+        let rows: Vec<(String, Option<f64>, Option<f64>)> = self
+            .order
+            .iter()
+            .filter(|(l, e)| self.group("loop", l, e).is_some())
+            .map(|(l, e)| {
+                (
+                    format!("{l} {e}"),
+                    self.loop_median(l, e, "cpu.server_cpu_us_per_event"),
+                    self.loop_median(l, e, "events_per_s"),
+                )
+            })
+            .collect();
+        let (label_w, bar_w, row_h, top) = (220.0, 300.0, 22.0, 50.0);
+        let panel_w = label_w + bar_w + 70.0;
+        let width = panel_w * 2.0;
+        let height = top + row_h * rows.len() as f64 + 20.0;
+        let mut s = String::new();
+        let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#);
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        for (panel, title, pick, color) in [
+            (0.0, "server CPU per event (µs, lower is better)", 0, "#d9534f"),
+            (1.0, "throughput (events/s, higher is better)", 1, "#337ab7"),
+        ] {
+            let x0 = panel * panel_w;
+            let _ = writeln!(s, r#"<text x="{}" y="24" font-size="14" font-weight="bold">{title}</text>"#, x0 + 10.0);
+            let value = |r: &(String, Option<f64>, Option<f64>)| if pick == 0 { r.1 } else { r.2 };
+            let max = rows.iter().filter_map(value).fold(0.0f64, f64::max).max(1e-9);
+            for (i, row) in rows.iter().enumerate() {
+                let y = top + row_h * i as f64;
+                let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, x0 + label_w - 6.0, y + 14.0, row.0);
+                if let Some(v) = value(row) {
+                    let w = bar_w * v / max;
+                    let fill = if row.0.starts_with("node") { "#777777" } else { color };
+                    let _ = writeln!(s, r#"<rect x="{}" y="{}" width="{w:.1}" height="{}" fill="{fill}"/>"#, x0 + label_w, y + 3.0, row_h - 6.0);
+                    let text = if pick == 0 { format!("{v:.1}") } else { format!("{v:.0}") };
+                    let _ = writeln!(s, r#"<text x="{}" y="{}">{text}</text>"#, x0 + label_w + w + 4.0, y + 14.0);
+                }
+            }
+        }
+        let _ = writeln!(s, "</svg>");
+        s
+    }
+}
