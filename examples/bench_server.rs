@@ -92,7 +92,9 @@ fn parse_args() -> Result<Args, String> {
                 let us: u64 = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
                 args.latency = (us > 0).then(|| Duration::from_micros(us));
             }
-            "--workers" => args.workers = Some(value()?.parse().map_err(|e| format!("{flag}: {e}"))?),
+            "--workers" => {
+                args.workers = Some(value()?.parse().map_err(|e| format!("{flag}: {e}"))?)
+            }
             "--port" => args.port = value()?.parse().map_err(|e| format!("{flag}: {e}"))?,
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -127,10 +129,17 @@ fn main() {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.store.as_str() {
         "memory" => serve(MemoryStore::default(), &args).await,
-        "moka" => serve(tower_sessions_moka_store::MokaStore::new(Some(1_000_000)), &args).await,
+        "moka" => {
+            serve(
+                tower_sessions_moka_store::MokaStore::new(Some(1_000_000)),
+                &args,
+            )
+            .await
+        }
         "sqlite" => {
             use tower_sessions_sqlx_store::sqlx::sqlite;
-            let path = std::env::temp_dir().join(format!("bench-sessions-{}.db", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("bench-sessions-{}.db", std::process::id()));
             let options = sqlite::SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true)
@@ -150,7 +159,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             out
         }
-        other => Err(format!("unknown store `{other}`: expected `memory`, `moka` or `sqlite`").into()),
+        other => {
+            Err(format!("unknown store `{other}`: expected `memory`, `moka` or `sqlite`").into())
+        }
     }
 }
 
@@ -200,7 +211,10 @@ impl<S: SessionStore + Clone> SessionStore for Counting<S> {
     }
 }
 
-async fn serve<S: SessionStore + Clone>(store: S, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve<S: SessionStore + Clone>(
+    store: S,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = Counting {
         inner: store,
         ops: Arc::default(),
@@ -218,19 +232,25 @@ async fn serve<S: SessionStore + Clone>(store: S, args: &Args) -> Result<(), Box
         }
         Variant::Manual => {
             let store = Arc::new(store.clone());
-            io.ns("/", connect_noop.with(move |socket: SocketRef| {
-                let store = store.clone();
-                async move {
-                    register_manual(&socket, store);
-                    Ok::<(), Infallible>(())
-                }
-            }));
+            io.ns(
+                "/",
+                connect_noop.with(move |socket: SocketRef| {
+                    let store = store.clone();
+                    async move {
+                        register_manual(&socket, store);
+                        Ok::<(), Infallible>(())
+                    }
+                }),
+            );
         }
         Variant::Autosave => {
-            io.ns("/", sessions.handler(|socket: SocketRef| {
-                socket.on("incr", incr);
-                socket.on("whoami", whoami);
-            }));
+            io.ns(
+                "/",
+                sessions.handler(|socket: SocketRef| {
+                    socket.on("incr", incr);
+                    socket.on("whoami", whoami);
+                }),
+            );
         }
     }
 
@@ -348,7 +368,10 @@ async fn manual_incr(session: tower_sessions::Session) -> Result<Value, String> 
         .map_err(|e| e.to_string())?
         .unwrap_or(0)
         + 1;
-    session.insert("count", count).await.map_err(|e| e.to_string())?;
+    session
+        .insert("count", count)
+        .await
+        .map_err(|e| e.to_string())?;
     session.save().await.map_err(|e| e.to_string())?;
     Ok(json!(count))
 }

@@ -21,7 +21,9 @@
 //! given `--pid`, the server's CPU time per event (user+sys from `/proc/<pid>/stat`), the CPU
 //! the load generator and the rest of the machine used meanwhile, and the store operations per
 //! event (`--stats`: the bench server's `GET /_bench/stats`). `--no-count-check` skips the
-//! read-back, for servers whose `incr` does not touch the session.
+//! read-back, for servers whose `incr` does not touch the session. `--hook-start CMD` and
+//! `--hook-end CMD` run a shell command right before the events start and right after they
+//! end (e.g. `callgrind_control --zero PID` / `--dump PID`, to profile only the events).
 
 use std::{
     io::Write,
@@ -65,6 +67,8 @@ struct Opts {
     stats: bool,
     hold: f64,
     check_count: bool,
+    hook_start: Option<String>,
+    hook_end: Option<String>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -83,6 +87,8 @@ fn parse_args() -> Result<Opts, String> {
         stats: false,
         hold: 2.0,
         check_count: true,
+        hook_start: None,
+        hook_end: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,7 +109,11 @@ fn parse_args() -> Result<Opts, String> {
                     "loop" => Mode::Loop,
                     "burst" => Mode::Burst,
                     "idle" => Mode::Idle,
-                    other => return Err(format!("unknown mode `{other}`: expected `loop`, `burst` or `idle`")),
+                    other => {
+                        return Err(format!(
+                            "unknown mode `{other}`: expected `loop`, `burst` or `idle`"
+                        ))
+                    }
                 }
             }
             "--clients" => o.clients = num(&value)? as usize,
@@ -116,6 +126,8 @@ fn parse_args() -> Result<Opts, String> {
             "--label" => o.label = value,
             "--out" => o.out = Some(value.into()),
             "--hold" => o.hold = num(&value)?,
+            "--hook-start" => o.hook_start = Some(value),
+            "--hook-end" => o.hook_end = Some(value),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -168,12 +180,13 @@ fn main() {
 /// USER_HZ: the unit of `/proc/<pid>/stat` times, 100 on every Linux ABI.
 const TICKS_PER_SEC: f64 = 100.0;
 
-fn proc_cpu_ticks(pid: &str) -> Option<u64> {
+/// (user, system) ticks of a process, all its threads.
+fn proc_cpu_ticks(pid: &str) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may itself hold spaces: state is field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
 }
 
 /// (busy, total) ticks of the whole machine.
@@ -201,8 +214,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     at: Instant,
-    server: u64,
-    me: u64,
+    server: (u64, u64),
+    me: (u64, u64),
     busy: u64,
 }
 
@@ -211,8 +224,8 @@ fn sample(pid: Option<u32>) -> Sample {
         at: Instant::now(),
         server: pid
             .and_then(|p| proc_cpu_ticks(&p.to_string()))
-            .unwrap_or(0),
-        me: proc_cpu_ticks("self").unwrap_or(0),
+            .unwrap_or_default(),
+        me: proc_cpu_ticks("self").unwrap_or_default(),
         busy: machine_ticks().0,
     }
 }
@@ -220,13 +233,17 @@ fn sample(pid: Option<u32>) -> Sample {
 fn cpu_fields(a: Sample, b: Sample, events: u64, pid: Option<u32>) -> Value {
     let wall = (b.at - a.at).as_secs_f64();
     let secs = |ticks: u64| ticks as f64 / TICKS_PER_SEC;
-    let server = secs(b.server - a.server);
-    let me = secs(b.me - a.me);
+    let server_user = secs(b.server.0 - a.server.0);
+    let server_sys = secs(b.server.1 - a.server.1);
+    let server = server_user + server_sys;
+    let me = secs(b.me.0 + b.me.1 - a.me.0 - a.me.1);
     let other = (secs(b.busy - a.busy) - server - me).max(0.0);
     let per_event = |s: f64| (events > 0).then(|| s * 1e6 / events as f64);
     json!({
         "wall_s": wall,
         "server_cpu_us_per_event": pid.and_then(|_| per_event(server)),
+        "server_user_us_per_event": pid.and_then(|_| per_event(server_user)),
+        "server_sys_us_per_event": pid.and_then(|_| per_event(server_sys)),
         "server_cores": pid.map(|_| server / wall),
         "loadgen_cpu_us_per_event": per_event(me),
         "loadgen_cores": me / wall,
@@ -283,7 +300,11 @@ async fn read_count(http: &reqwest::Client, url: &str, cookie: &str) -> Result<i
         .ok_or_else(|| format!("GET /session: no count in {body}").into())
 }
 
-async fn read_counts(http: &reqwest::Client, url: &str, cookies: &[String]) -> Result<Vec<i64>, Error> {
+async fn read_counts(
+    http: &reqwest::Client,
+    url: &str,
+    cookies: &[String],
+) -> Result<Vec<i64>, Error> {
     let mut out = Vec::with_capacity(cookies.len());
     for cookie in cookies {
         out.push(read_count(http, url, cookie).await?);
@@ -367,7 +388,11 @@ impl Ws {
         };
         let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
         if !head.starts_with("HTTP/1.1 101") {
-            return Err(format!("websocket upgrade refused: {}", head.lines().next().unwrap_or("")).into());
+            return Err(format!(
+                "websocket upgrade refused: {}",
+                head.lines().next().unwrap_or("")
+            )
+            .into());
         }
         // Frames that came with the response stay in the buffer.
         ws.pos = end;
@@ -464,7 +489,10 @@ impl Ws {
         let masked = b[1] & 0x80 != 0;
         let (len, mut head) = match b[1] & 0x7f {
             126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+            127 if b.len() >= 10 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
             126 | 127 => return Ok(None),
             n => (n as usize, 2),
         };
@@ -525,7 +553,11 @@ async fn connect_all(url: &str, cookies: &[String], n: usize) -> Result<Vec<Ws>,
     let limit = Arc::new(Semaphore::new(128));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let (url, cookie, limit) = (url.to_owned(), cookies[i % cookies.len()].clone(), limit.clone());
+        let (url, cookie, limit) = (
+            url.to_owned(),
+            cookies[i % cookies.len()].clone(),
+            limit.clone(),
+        );
         // Any mask is valid; vary it so servers see ordinary traffic.
         let mask = (i as u32).wrapping_mul(0x9E37_79B9).to_le_bytes();
         tasks.push(tokio::spawn(async move {
@@ -620,7 +652,12 @@ async fn closed_loop(
     Ok((r, ws))
 }
 
-async fn burst(mut ws: Ws, event: Arc<str>, k: usize, start: Arc<tokio::sync::Barrier>) -> Result<(ClientResult, Ws), Error> {
+async fn burst(
+    mut ws: Ws,
+    event: Arc<str>,
+    k: usize,
+    start: Arc<tokio::sync::Barrier>,
+) -> Result<(ClientResult, Ws), Error> {
     let mut r = ClientResult {
         latencies_us: Vec::with_capacity(k),
         ..Default::default()
@@ -649,6 +686,18 @@ async fn burst(mut ws: Ws, event: Arc<str>, k: usize, start: Arc<tokio::sync::Ba
     }
     r.counted = k as u64;
     Ok((r, ws))
+}
+
+fn run_hook(cmd: Option<&str>) -> Result<(), Error> {
+    let Some(cmd) = cmd else { return Ok(()) };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()?;
+    if !status.success() {
+        return Err(format!("hook `{cmd}` failed: {status}").into());
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[u32], q: f64) -> Option<u32> {
@@ -694,7 +743,9 @@ async fn run(o: Opts) -> Result<Value, Error> {
         let mut readers = Vec::with_capacity(sockets.len());
         for mut ws in sockets {
             // `next_text` answers pings; nothing else is expected.
-            readers.push(tokio::spawn(async move { while ws.next_text().await.is_ok() {} }));
+            readers.push(tokio::spawn(async move {
+                while ws.next_text().await.is_ok() {}
+            }));
         }
         tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
         let rss_after = rss_kib(pid).ok_or("cannot read the server's RSS")?;
@@ -717,6 +768,7 @@ async fn run(o: Opts) -> Result<Value, Error> {
         None
     };
 
+    run_hook(o.hook_start.as_deref())?;
     let (results, a, b, measured_wall) = match o.mode {
         Mode::Loop => {
             let start = Instant::now();
@@ -732,7 +784,12 @@ async fn run(o: Opts) -> Result<Value, Error> {
             });
             let mut tasks = Vec::with_capacity(sockets.len());
             for ws in sockets {
-                tasks.push(tokio::spawn(closed_loop(ws, event.clone(), measure_from, end)));
+                tasks.push(tokio::spawn(closed_loop(
+                    ws,
+                    event.clone(),
+                    measure_from,
+                    end,
+                )));
             }
             let mut results = Vec::with_capacity(tasks.len());
             for t in tasks {
@@ -745,7 +802,12 @@ async fn run(o: Opts) -> Result<Value, Error> {
             let barrier = Arc::new(tokio::sync::Barrier::new(sockets.len() + 1));
             let mut tasks = Vec::with_capacity(sockets.len());
             for ws in sockets {
-                tasks.push(tokio::spawn(burst(ws, event.clone(), o.burst, barrier.clone())));
+                tasks.push(tokio::spawn(burst(
+                    ws,
+                    event.clone(),
+                    o.burst,
+                    barrier.clone(),
+                )));
             }
             let a = sample(o.pid);
             barrier.wait().await;
@@ -759,6 +821,8 @@ async fn run(o: Opts) -> Result<Value, Error> {
         }
         Mode::Idle => unreachable!(),
     };
+
+    run_hook(o.hook_end.as_deref())?;
 
     let mut lat: Vec<u32> = Vec::new();
     let (mut counted, mut ok, mut errors) = (0u64, 0u64, 0u64);
@@ -788,7 +852,11 @@ async fn run(o: Opts) -> Result<Value, Error> {
     }
     // Burst and loop both: every event sent was acknowledged (or the run failed), so CPU
     // per event divides by every event in the window.
-    let cpu_events = if o.mode == Mode::Burst { total } else { counted };
+    let cpu_events = if o.mode == Mode::Burst {
+        total
+    } else {
+        counted
+    };
     out["cpu"] = cpu_fields(a, b, cpu_events, o.pid);
 
     if let Some(before) = stats_before {

@@ -8,8 +8,10 @@
 # DURATION (4) seconds per closed loop after WARMUP (1); CLIENTS (50) closed-loop sockets;
 # BURST_SOCKETS (20) x BURST_K (200) concurrent `incr` on one session; LATENCY_BURST_K (25)
 # for the 2 ms store-latency burst; IDLE_SOCKETS (10000) for the memory figures; MEM_REPS (1);
+# PROFILE (1): also profile four variants under valgrind's callgrind (PROFILE_DURATION 5 s each);
 # SERVER_CPU (0) and LOADGEN_CPU (1): the cores the server and the load generator are pinned to.
-# Needs: cargo, node + npm (the Node stack is installed from the npm registry), taskset.
+# Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
+# valgrind are used when present. About 7 minutes with the defaults.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +27,8 @@ BURST_K=${BURST_K:-200}
 LATENCY_BURST_K=${LATENCY_BURST_K:-25}
 IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
 MEM_REPS=${MEM_REPS:-1}
+PROFILE=${PROFILE:-1}
+PROFILE_DURATION=${PROFILE_DURATION:-5}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 
@@ -99,6 +103,12 @@ start_server() {
 
 stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true
+    # Graceful shutdown may wait on a lingering connection: give it 10 s, then end it.
+    for _ in $(seq 200); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
 }
@@ -181,6 +191,34 @@ for rep in $(seq "$MEM_REPS"); do
     stop_server
 done
 
+# Where the CPU goes: instructions per event under callgrind, counted only while the events run.
+PROFILE_ARGS=()
+if [ "$PROFILE" = 1 ] && command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
+    log "profiling with callgrind (4 servers, ${PROFILE_DURATION}s each)"
+    for p in plain:plain:incr manual:manual:incr autosave:autosave:incr readonly:autosave:whoami; do
+        IFS=: read -r name variant event <<< "$p"
+        if ! start_server valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$WORK/cg.$name" "$SERVER" --variant "$variant" --store memory --workers 1; then
+            continue
+        fi
+        if "${PIN_LOADGEN[@]}" "$LOADGEN" --url "$URL" --label "$name" --mode loop --event "$event" \
+            --clients 10 --duration "$PROFILE_DURATION" --warmup 0.5 --no-count-check \
+            --hook-start "callgrind_control -i on $SERVER_PID >/dev/null" \
+            --hook-end "callgrind_control -i off $SERVER_PID >/dev/null" \
+            --out "$WORK/prof.$name.json" > /dev/null 2> "$WORK/loadgen.err"; then
+            stop_server
+            callgrind_annotate --inclusive=yes --threshold=100 "$WORK/cg.$name" > "$WORK/cg.$name.txt" 2>/dev/null
+            PROFILE_ARGS+=(--profile "$name=$WORK/cg.$name.txt=$WORK/prof.$name.json")
+        else
+            log "FAILED: profile $name"
+            cat "$WORK/loadgen.err" >&2
+            stop_server
+        fi
+    done
+elif [ "$PROFILE" = 1 ]; then
+    log "valgrind not found: no profile"
+fi
+
 log "writing the report"
-"$REPORT" --results "$RESULTS" --markdown "$BENCH/REPORT.md" --svg "$BENCH/bench.svg"
+"$REPORT" --results "$RESULTS" --markdown "$BENCH/REPORT.md" --svg "$BENCH/bench.svg" "${PROFILE_ARGS[@]}"
 log "done: examples/bench/REPORT.md, examples/bench/bench.svg, examples/bench/results.jsonl"
