@@ -36,7 +36,7 @@ use axum::{
 };
 use serde_json::{json, Value};
 use session_runtime::{
-    http::LockedSession, ReadOnlySession, Session, SessionError, SessionHandle, SocketSessions,
+    http::LockedSession, with_session, ReadOnlySession, Session, SessionError, SocketSessions,
 };
 use socketioxide::{
     extract::{AckSender, SocketRef},
@@ -386,26 +386,16 @@ fn answer_with(ack: AckSender, answer: Result<Value, String>) {
 // ---------------------------------------------------------------------------------------------
 // (c) and (d): the runtime.
 
-// Written with `SessionHandle` (the runtime path `#[with_session]` expands to) until the
-// attribute lands.
-async fn incr(handle: SessionHandle, ack: AckSender) {
-    let result = handle
-        .autosave(async |session: Session| {
-            let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
-            session.insert("count", count)?;
-            Ok::<_, SessionError>(count)
-        })
-        .await;
-    answer_with(ack, result.map(Value::from).map_err(|e| e.to_string()));
+#[with_session(autosave)]
+async fn incr(session: Session) -> Result<i64, SessionError> {
+    let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", count)?;
+    Ok(count) // acknowledged after the save
 }
 
-async fn whoami(handle: SessionHandle, ack: AckSender) {
-    let result = handle
-        .readonly(async |session: ReadOnlySession| {
-            Ok::<_, SessionError>(json!({ "user": session.get::<String>("user")? }))
-        })
-        .await;
-    answer_with(ack, result.map_err(|e| e.to_string()));
+#[with_session(readonly)]
+async fn whoami(session: ReadOnlySession) -> Result<Value, SessionError> {
+    Ok(json!({ "user": session.get::<String>("user")? }))
 }
 
 // ---------------------------------------------------------------------------------------------
