@@ -8,7 +8,7 @@
 # DURATION (4) seconds per closed loop after WARMUP (1); CLIENTS (50) closed-loop sockets;
 # BURST_SOCKETS (20) x BURST_K (200) concurrent `incr` on one session; LATENCY_BURST_K (25)
 # for the 2 ms store-latency burst; IDLE_SOCKETS (10000) for the memory figures; MEM_REPS (1);
-# PROFILE (1): also profile four variants under valgrind's callgrind (PROFILE_DURATION 5 s each);
+# PROFILE (1): also profile five variants under valgrind's callgrind (PROFILE_DURATION 5 s each);
 # SERVER_CPU (0) and LOADGEN_CPU (1): the cores the server and the load generator are pinned to.
 # Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
 # valgrind are used when present. About 7 minutes with the defaults.
@@ -149,10 +149,8 @@ for rep in $(seq "$REPS"); do
         [ "$variant" = plain ] && stats+=(--no-count-check)
         loadgen "$config" --mode loop --event incr --clients "$CLIENTS" \
             --duration "$DURATION" --warmup "$WARMUP" "${stats[@]}"
-        if [ "$variant" != plain ]; then
-            loadgen "$config" --mode loop --event whoami --clients "$CLIENTS" \
-                --duration "$DURATION" --warmup "$WARMUP" "${stats[@]}"
-        fi
+        loadgen "$config" --mode loop --event whoami --clients "$CLIENTS" \
+            --duration "$DURATION" --warmup "$WARMUP" "${stats[@]}"
         stop_server
     done
 
@@ -194,8 +192,8 @@ done
 # Where the CPU goes: instructions per event under callgrind, counted only while the events run.
 PROFILE_ARGS=()
 if [ "$PROFILE" = 1 ] && command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
-    log "profiling with callgrind (4 servers, ${PROFILE_DURATION}s each)"
-    for p in plain:plain:incr manual:manual:incr autosave:autosave:incr readonly:autosave:whoami; do
+    log "profiling with callgrind (5 servers, ${PROFILE_DURATION}s each)"
+    for p in plain:plain:incr autosave:autosave:incr plain-whoami:plain:whoami readonly:autosave:whoami manual:manual:incr; do
         IFS=: read -r name variant event <<< "$p"
         if ! start_server valgrind --tool=callgrind --instr-atstart=no \
             --callgrind-out-file="$WORK/cg.$name" "$SERVER" --variant "$variant" --store memory --workers 1; then
