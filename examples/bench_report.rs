@@ -116,6 +116,24 @@ impl Group<'_> {
         let v = self.values(path);
         Some((*v.first()?, *v.last()?))
     }
+
+    /// The runs during which the rest of the machine stayed (nearly) idle.
+    fn quiet(&self) -> Self {
+        Group {
+            runs: self.runs.iter().copied().filter(|r| is_quiet(r)).collect(),
+        }
+    }
+}
+
+/// Other processes used at most this many cores during a "quiet" run. On a shared machine
+/// they slow the pinned server (same core, or its SMT sibling), so the targets are judged on
+/// quiet runs when there are any.
+const QUIET_CORES: f64 = 0.10;
+
+fn is_quiet(run: &Value) -> bool {
+    run["cpu"]["other_cores"]
+        .as_f64()
+        .is_some_and(|o| o <= QUIET_CORES)
 }
 
 struct Report<'a> {
@@ -303,6 +321,25 @@ impl<'a> Report<'a> {
         Some(self.loop_median(a.0, a.1, path)? / self.loop_median(b.0, b.1, path)?)
     }
 
+    /// The ratio of medians over quiet runs when both sides have some, else over all runs;
+    /// with a note saying which.
+    fn target_ratio(&self, a: (&str, &str), b: (&str, &str), path: &str) -> (Option<f64>, String) {
+        let (Some(ga), Some(gb)) = (self.group("loop", a.0, a.1), self.group("loop", b.0, b.1))
+        else {
+            return (None, String::new());
+        };
+        let (qa, qb) = (ga.quiet(), gb.quiet());
+        if !qa.runs.is_empty() && !qb.runs.is_empty() {
+            let r = qa.median(path).zip(qb.median(path)).map(|(x, y)| x / y);
+            (
+                r,
+                format!(" (quiet runs: {} and {})", qa.runs.len(), qb.runs.len()),
+            )
+        } else {
+            (self.ratio(a, b, path), " (all runs: no quiet run)".into())
+        }
+    }
+
     fn markdown(&self, svg_name: &str) -> String {
         let mut md = String::new();
         let m = |k: &str| {
@@ -352,6 +389,7 @@ impl<'a> Report<'a> {
 
         // Targets first: that is what a reader looks for.
         let _ = writeln!(md, "## Targets\n");
+        let _ = writeln!(md, "Ratios are judged on *quiet* runs (other processes below {QUIET_CORES:.2} cores) when both sides have some, since background load on a shared machine slows the pinned server; the tables below keep every run.\n");
         let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
         let cpu = "cpu.server_cpu_us_per_event";
         let eps = "events_per_s";
@@ -362,45 +400,51 @@ impl<'a> Report<'a> {
         // handler that answers the same shape.
         let plain_ro = ("plain/memory", "whoami");
         let node = ("node/memory", "incr");
-        let r = self.ratio(auto, plain, cpu);
+        let (r, note) = self.target_ratio(auto, plain, cpu);
         let _ = writeln!(
             md,
-            "| server CPU per autosave event ≤ 1.10 × session-less | {} × | {} |",
+            "| server CPU per autosave event ≤ 1.10 × session-less | {} ×{note} | {} |",
             fmt(r, 3),
             verdict(r.map(|r| r <= 1.10))
         );
-        let r = self.ratio(node, auto, cpu);
+        let (r, note) = self.target_ratio(ro, plain_ro, cpu);
         let _ = writeln!(
             md,
-            "| Node's CPU per event ≥ 1.8 × autosave's | {} × | {} |",
+            "| (for reference: server CPU per readonly `whoami` vs session-less `whoami`) | {} ×{note} | – |",
+            fmt(r, 3)
+        );
+        let (r, note) = self.target_ratio(node, auto, cpu);
+        let _ = writeln!(
+            md,
+            "| Node's CPU per event ≥ 1.8 × autosave's | {} ×{note} | {} |",
             fmt(r, 2),
             verdict(r.map(|r| r >= 1.8))
         );
-        let r = self.ratio(auto, plain, eps);
+        let (r, note) = self.target_ratio(auto, plain, eps);
         let _ = writeln!(
             md,
-            "| autosave throughput ≥ 90 % of session-less | {} % | {} |",
+            "| autosave throughput ≥ 90 % of session-less | {} %{note} | {} |",
             fmt(r.map(|r| r * 100.0), 1),
             verdict(r.map(|r| r >= 0.90))
         );
-        let r = self.ratio(ro, plain_ro, eps);
+        let (r, note) = self.target_ratio(ro, plain_ro, eps);
         let _ = writeln!(
             md,
-            "| readonly (`whoami`) throughput ≥ 95 % of session-less `whoami` | {} % | {} |",
+            "| readonly (`whoami`) throughput ≥ 95 % of session-less `whoami` | {} %{note} | {} |",
             fmt(r.map(|r| r * 100.0), 1),
             verdict(r.map(|r| r >= 0.95))
         );
-        let r = self.ratio(plain, auto, cpu);
+        let (r, note) = self.target_ratio(plain, auto, cpu);
         let _ = writeln!(
             md,
-            "| … the same per server core (1 / CPU per event): autosave ≥ 90 % | {} % | {} |",
+            "| … the same per server core (1 / CPU per event): autosave ≥ 90 % | {} %{note} | {} |",
             fmt(r.map(|r| r * 100.0), 1),
             verdict(r.map(|r| r >= 0.90))
         );
-        let r = self.ratio(plain_ro, ro, cpu);
+        let (r, note) = self.target_ratio(plain_ro, ro, cpu);
         let _ = writeln!(
             md,
-            "| … the same per server core: readonly ≥ 95 % | {} % | {} |",
+            "| … the same per server core: readonly ≥ 95 % | {} %{note} | {} |",
             fmt(r.map(|r| r * 100.0), 1),
             verdict(r.map(|r| r >= 0.95))
         );
@@ -478,14 +522,25 @@ impl<'a> Report<'a> {
                 verdict(ok)
             );
         }
-        let server_cores = self.loop_median("plain/memory", "incr", "cpu.server_cores");
-        let loadgen_cores = self.loop_median("plain/memory", "incr", "cpu.loadgen_cores");
+        // Every quiet closed-loop run: was the server's core full while the load generator's
+        // was not?
+        let quiet: Vec<&Value> = self
+            .groups
+            .iter()
+            .filter(|((mode, _, _), _)| mode == "loop")
+            .flat_map(|(_, g)| g.runs.iter().copied())
+            .filter(|r| is_quiet(r))
+            .collect();
+        let all_quiet = Group { runs: quiet };
+        let server_cores = all_quiet.median("cpu.server_cores");
+        let loadgen_max = all_quiet.range("cpu.loadgen_cores").map(|(_, hi)| hi);
         let _ = writeln!(
             md,
-            "| saturation: the server, not the load generator, is the limit (session-less run) | server {} cores, load generator {} cores | {} |",
+            "| saturation: the server, not the load generator, is the limit | {} quiet runs: server {} cores (median), load generator at most {} cores | {} |",
+            all_quiet.runs.len(),
             fmt(server_cores, 2),
-            fmt(loadgen_cores, 2),
-            verdict(server_cores.zip(loadgen_cores).map(|(s, l)| s >= 0.90 && l < 0.95))
+            fmt(loadgen_max, 2),
+            verdict(server_cores.zip(loadgen_max).map(|(s, l)| s >= 0.90 && l < 0.95))
         );
         let _ = writeln!(md);
 
