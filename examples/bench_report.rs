@@ -610,7 +610,7 @@ impl<'a> Report<'a> {
             md,
             "\n## Burst (concurrent `incr` on one session, not waiting for acks)\n"
         );
-        let _ = writeln!(md, "*Lost* = acknowledged increments minus the increase of `count` read back over `GET /session`; min to max over the repetitions. The `+2ms` rows delay every store operation by 2 ms (a networked store).\n");
+        let _ = writeln!(md, "*Lost* = acknowledged increments minus the increase of `count` read back over `GET /session`; min to max over the repetitions. The `+2ms` rows delay every store operation by 2 ms (a networked store). A burst lasts a fraction of a second, so its CPU per event rests on a few 10 ms ticks: read it as a rough figure.\n");
         let _ = writeln!(md, "| server | store | sockets × events | acked | applied | lost (median) | lost (min to max) | events/s | p99 ms | server CPU µs/event | loads/event | saves/event | runs |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for label in [
             "manual/memory",
