@@ -753,6 +753,17 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// The variant's name in the chart: (a) to (d) of the benchmark, or Node.
+    fn chart_name(label: &str, event: &str) -> &'static str {
+        match (label.split('/').next().unwrap_or_default(), event) {
+            ("plain", _) => "(a) session-less",
+            ("manual", _) => "(b) hand-written",
+            ("autosave", "whoami") => "(d) readonly",
+            ("autosave", _) => "(c) autosave",
+            _ => "Node",
+        }
+    }
+
     /// Two horizontal bar panels: server CPU per event, and throughput.
     fn svg(&self) -> String {
         let rows: Vec<(String, Option<f64>, Option<f64>)> = self
@@ -763,7 +774,7 @@ impl<'a> Report<'a> {
             .filter(|(l, e)| l.ends_with("/memory") && self.group("loop", l, e).is_some())
             .map(|(l, e)| {
                 (
-                    format!("{l} {e}"),
+                    format!("{} {e}", Self::chart_name(l, e)),
                     self.loop_median(l, e, "cpu.server_cpu_us_per_event"),
                     self.loop_median(l, e, "events_per_s"),
                 )
@@ -816,7 +827,7 @@ impl<'a> Report<'a> {
                 );
                 if let Some(v) = value(row) {
                     let w = bar_w * v / max;
-                    let fill = if row.0.starts_with("node") {
+                    let fill = if row.0.starts_with("Node") {
                         "#777777"
                     } else {
                         color
