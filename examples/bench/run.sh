@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Runs the whole benchmark and writes examples/bench/REPORT.md, examples/bench/bench.svg and
+# the raw figures examples/bench/results.jsonl. From the repository root:
+#
+#   examples/bench/run.sh
+#
+# Knobs (environment): REPS (3) repetitions of every measurement, medians reported;
+# DURATION (4) seconds per closed loop after WARMUP (1); CLIENTS (50) closed-loop sockets;
+# BURST_SOCKETS (20) x BURST_K (200) concurrent `incr` on one session; LATENCY_BURST_K (25)
+# for the 2 ms store-latency burst; IDLE_SOCKETS (10000) for the memory figures; MEM_REPS (1);
+# PROFILE (1): also profile five variants under valgrind's callgrind (PROFILE_DURATION 5 s each);
+# SERVER_CPU (0) and LOADGEN_CPU (1): the cores the server and the load generator are pinned to.
+# Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
+# valgrind are used when present. About 7 minutes with the defaults.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH="$ROOT/examples/bench"
+cd "$ROOT"
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-4}
+WARMUP=${WARMUP:-1}
+CLIENTS=${CLIENTS:-50}
+BURST_SOCKETS=${BURST_SOCKETS:-20}
+BURST_K=${BURST_K:-200}
+LATENCY_BURST_K=${LATENCY_BURST_K:-25}
+IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
+MEM_REPS=${MEM_REPS:-1}
+PROFILE=${PROFILE:-1}
+PROFILE_DURATION=${PROFILE_DURATION:-5}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+log "building (release)"
+cargo build --release --example bench_server --example loadgen --example bench_report
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+SERVER="$TARGET_DIR/release/examples/bench_server"
+LOADGEN="$TARGET_DIR/release/examples/loadgen"
+REPORT="$TARGET_DIR/release/examples/bench_report"
+
+log "installing the Node stack from the npm registry"
+(cd "$BENCH/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+
+# 10 000 sockets need as many descriptors in the server and in the load generator.
+ulimit -n "$(ulimit -Hn)" || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_SOCKETS + 1000)) ]; then
+    log "ulimit -n is $(ulimit -n): lowering IDLE_SOCKETS to fit"
+    IDLE_SOCKETS=$(( $(ulimit -n) - 1000 ))
+fi
+
+PIN_SERVER=()
+PIN_LOADGEN=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_LOADGEN=(taskset -c "$LOADGEN_CPU")
+else
+    log "not pinning (no taskset or fewer than 2 cores): server and load generator share cores"
+fi
+
+WORK=$(mktemp -d)
+RESULTS="$BENCH/results.jsonl"
+: > "$RESULTS"
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Load conditions, so the figures can be read against them.
+printf '{"kind":"meta","started":"%s","nproc":%s,"cpu":"%s","loadavg":"%s","rustc":"%s","node":"%s","commit":"%s","pinned":%s,"reps":%s,"duration_s":%s,"clients":%s}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //; s/"//g')" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(rustc --version)" "$(node --version)" \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$([ ${#PIN_SERVER[@]} -gt 0 ] && echo true || echo false)" "$REPS" "$DURATION" "$CLIENTS" \
+    >> "$RESULTS"
+
+# start_server CMD...: starts a server pinned to SERVER_CPU, waits for its port; sets
+# SERVER_PID and URL.
+start_server() {
+    local out="$WORK/server.out"
+    : > "$out"
+    "${PIN_SERVER[@]}" "$@" > "$out" 2> "$WORK/server.err" &
+    SERVER_PID=$!
+    local port=
+    for _ in $(seq 200); do
+        port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$out")
+        [ -n "$port" ] && break
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        log "server did not start: $*"
+        cat "$WORK/server.err" >&2
+        return 1
+    fi
+    URL="http://127.0.0.1:$port"
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    # Graceful shutdown may wait on a lingering connection: give it 10 s, then end it.
+    for _ in $(seq 200); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# loadgen LABEL ARGS...: one measurement; a failure is logged and the run goes on.
+loadgen() {
+    local label=$1
+    shift
+    if ! "${PIN_LOADGEN[@]}" "$LOADGEN" --url "$URL" --pid "$SERVER_PID" --label "$label" \
+        --out "$RESULTS" "$@" > "$WORK/loadgen.out" 2> "$WORK/loadgen.err"; then
+        log "FAILED: $label $*"
+        cat "$WORK/loadgen.err" >&2
+    fi
+}
+
+rust_server() { # VARIANT STORE [more args]
+    local variant=$1 store=$2
+    shift 2
+    start_server "$SERVER" --variant "$variant" --store "$store" "$@"
+}
+
+node_server() {
+    start_server node "$BENCH/node/server.js" "$@"
+}
+
+# Every repetition runs every configuration, interleaved, so that a change in the machine's
+# load hits all of them alike.
+CONFIGS=(plain/memory manual/memory autosave/memory manual/moka autosave/moka manual/sqlite autosave/sqlite node/memory)
+
+for rep in $(seq "$REPS"); do
+    log "closed loop, repetition $rep/$REPS (${#CONFIGS[@]} servers, ${DURATION}s each event)"
+    for config in "${CONFIGS[@]}"; do
+        variant=${config%/*}
+        store=${config#*/}
+        if [ "$variant" = node ]; then node_server; else rust_server "$variant" "$store"; fi
+        stats=()
+        [ "$variant" != node ] && stats=(--stats)
+        [ "$variant" = plain ] && stats+=(--no-count-check)
+        loadgen "$config" --mode loop --event incr --clients "$CLIENTS" \
+            --duration "$DURATION" --warmup "$WARMUP" "${stats[@]}"
+        loadgen "$config" --mode loop --event whoami --clients "$CLIENTS" \
+            --duration "$DURATION" --warmup "$WARMUP" "${stats[@]}"
+        stop_server
+    done
+
+    log "burst, repetition $rep/$REPS ($BURST_SOCKETS sockets x $BURST_K incr, one session)"
+    for config in manual/memory autosave/memory manual/sqlite autosave/sqlite node/memory; do
+        variant=${config%/*}
+        store=${config#*/}
+        if [ "$variant" = node ]; then node_server; else rust_server "$variant" "$store"; fi
+        stats=()
+        [ "$variant" != node ] && stats=(--stats)
+        loadgen "$config" --mode burst --event incr --clients "$BURST_SOCKETS" --sessions 1 \
+            --burst "$BURST_K" "${stats[@]}"
+        stop_server
+    done
+    for variant in manual autosave; do
+        rust_server "$variant" memory --store-latency-us 2000
+        loadgen "$variant/memory+2ms" --mode burst --event incr --clients "$BURST_SOCKETS" \
+            --sessions 1 --burst "$LATENCY_BURST_K" --stats
+        stop_server
+    done
+done
+
+for rep in $(seq "$MEM_REPS"); do
+    log "memory, repetition $rep/$MEM_REPS ($IDLE_SOCKETS idle sockets)"
+    rust_server plain memory
+    loadgen "rust/no-session" --mode idle --clients "$IDLE_SOCKETS"
+    stop_server
+    rust_server autosave memory
+    loadgen "rust/session" --mode idle --clients "$IDLE_SOCKETS"
+    stop_server
+    node_server --no-session
+    loadgen "node/no-session" --mode idle --clients "$IDLE_SOCKETS"
+    stop_server
+    node_server
+    loadgen "node/session" --mode idle --clients "$IDLE_SOCKETS"
+    stop_server
+done
+
+# Where the CPU goes: instructions per event under callgrind, counted only while the events run.
+PROFILE_ARGS=()
+if [ "$PROFILE" = 1 ] && command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
+    log "profiling with callgrind (5 servers, ${PROFILE_DURATION}s each)"
+    for p in plain:plain:incr autosave:autosave:incr plain-whoami:plain:whoami readonly:autosave:whoami manual:manual:incr; do
+        IFS=: read -r name variant event <<< "$p"
+        if ! start_server valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$WORK/cg.$name" "$SERVER" --variant "$variant" --store memory --workers 1; then
+            continue
+        fi
+        if "${PIN_LOADGEN[@]}" "$LOADGEN" --url "$URL" --label "$name" --mode loop --event "$event" \
+            --clients 10 --duration "$PROFILE_DURATION" --warmup 0.5 --no-count-check \
+            --hook-start "callgrind_control -i on $SERVER_PID >/dev/null" \
+            --hook-end "callgrind_control -i off $SERVER_PID >/dev/null" \
+            --out "$WORK/prof.$name.json" > /dev/null 2> "$WORK/loadgen.err"; then
+            stop_server
+            callgrind_annotate --inclusive=yes --threshold=100 "$WORK/cg.$name" > "$WORK/cg.$name.txt" 2>/dev/null
+            PROFILE_ARGS+=(--profile "$name=$WORK/cg.$name.txt=$WORK/prof.$name.json")
+        else
+            log "FAILED: profile $name"
+            cat "$WORK/loadgen.err" >&2
+            stop_server
+        fi
+    done
+elif [ "$PROFILE" = 1 ]; then
+    log "valgrind not found: no profile"
+fi
+
+log "writing the report"
+"$REPORT" --results "$RESULTS" --markdown "$BENCH/REPORT.md" --svg "$BENCH/bench.svg" "${PROFILE_ARGS[@]}"
+log "done: examples/bench/REPORT.md, examples/bench/bench.svg, examples/bench/results.jsonl"

@@ -1,0 +1,473 @@
+//! The benchmark server: speaks the demo protocol (`bench-protocol.md`: `POST /login`,
+//! `GET /session`, `POST /incr`, `POST /logout`, socket.io events `incr` and `whoami`) with
+//! one handler variant and one store chosen on the command line, so that every variant runs
+//! the same binary and the same HTTP, cookie and socket.io code path.
+//!
+//! ```text
+//! cargo run --release --example bench_server -- --variant autosave --store memory
+//! ```
+//!
+//! - `--variant plain`: session-less ack handlers (the limit); no session attached to sockets.
+//! - `--variant manual`: what a user writes today: `tower_sessions::Session::new` + `load` +
+//!   `save` in every handler, no lock.
+//! - `--variant autosave`: `incr` is `#[with_session(autosave)]`, `whoami` is
+//!   `#[with_session(readonly)]`.
+//! - `--store memory|moka|sqlite`; `--store-latency-us N` delays every store operation by N µs
+//!   (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
+//!
+//! Every store operation is counted; `GET /_bench/stats` returns the counts (bench only, not
+//! part of the protocol). The server prints `listening on 127.0.0.1:PORT` once it accepts.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    body::Bytes,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+use session_runtime::{
+    http::LockedSession, with_session, ReadOnlySession, Session, SessionError, SocketSessions,
+};
+use socketioxide::{
+    extract::{AckSender, SocketRef},
+    handler::ConnectHandler,
+    SocketIo,
+};
+use tower_sessions::{
+    session::{Id, Record},
+    session_store, MemoryStore, SessionManagerLayer, SessionStore,
+};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Variant {
+    Plain,
+    Manual,
+    Autosave,
+}
+
+struct Args {
+    variant: Variant,
+    store: String,
+    latency: Option<Duration>,
+    workers: Option<usize>,
+    port: u16,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        variant: Variant::Autosave,
+        store: "memory".into(),
+        latency: None,
+        workers: None,
+        port: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("`{flag}` needs a value"));
+        match flag.as_str() {
+            "--variant" => {
+                args.variant = match value()?.as_str() {
+                    "plain" => Variant::Plain,
+                    "manual" => Variant::Manual,
+                    "autosave" => Variant::Autosave,
+                    other => {
+                        return Err(format!(
+                            "unknown variant `{other}`: expected `plain`, `manual` or `autosave`"
+                        ))
+                    }
+                }
+            }
+            "--store" => args.store = value()?,
+            "--store-latency-us" => {
+                let us: u64 = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
+                args.latency = (us > 0).then(|| Duration::from_micros(us));
+            }
+            "--workers" => {
+                args.workers = Some(value()?.parse().map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--port" => args.port = value()?.parse().map_err(|e| format!("{flag}: {e}"))?,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("bench_server: {err}");
+            std::process::exit(2);
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        rt.worker_threads(workers);
+    }
+    let rt = rt.enable_all().build().expect("tokio runtime");
+    if let Err(err) = rt.block_on(run(args)) {
+        eprintln!("bench_server: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    match args.store.as_str() {
+        "memory" => serve(MemoryStore::default(), &args).await,
+        "moka" => {
+            serve(
+                tower_sessions_moka_store::MokaStore::new(Some(1_000_000)),
+                &args,
+            )
+            .await
+        }
+        "sqlite" => {
+            use tower_sessions_sqlx_store::sqlx::sqlite;
+            let path =
+                std::env::temp_dir().join(format!("bench-sessions-{}.db", std::process::id()));
+            let options = sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlite::SqliteSynchronous::Normal);
+            let pool = sqlite::SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
+            let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
+            store.migrate().await?;
+            let out = serve(store, &args).await;
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+            out
+        }
+        other => {
+            Err(format!("unknown store `{other}`: expected `memory`, `moka` or `sqlite`").into())
+        }
+    }
+}
+
+/// Counts every store operation (and optionally delays it), so the report can show what one
+/// event costs in store round trips.
+#[derive(Clone, Debug)]
+struct Counting<S> {
+    inner: S,
+    ops: Arc<Ops>,
+    latency: Option<Duration>,
+}
+
+#[derive(Default, Debug)]
+struct Ops {
+    create: AtomicU64,
+    save: AtomicU64,
+    load: AtomicU64,
+    delete: AtomicU64,
+}
+
+impl<S> Counting<S> {
+    async fn op(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(latency) = self.latency {
+            tokio::time::sleep(latency).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: SessionStore + Clone> SessionStore for Counting<S> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.op(&self.ops.create).await;
+        self.inner.create(record).await
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.op(&self.ops.save).await;
+        self.inner.save(record).await
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.op(&self.ops.load).await;
+        self.inner.load(id).await
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.op(&self.ops.delete).await;
+        self.inner.delete(id).await
+    }
+}
+
+async fn serve<S: SessionStore + Clone>(
+    store: S,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Counting {
+        inner: store,
+        ops: Arc::default(),
+        latency: args.latency,
+    };
+    let sessions = SocketSessions::new(store.clone());
+    let (sio_layer, io) = SocketIo::builder()
+        // Bursts of hundreds of concurrent events per socket must not overflow the buffer.
+        .max_buffer_size(16_384)
+        .build_layer();
+
+    match args.variant {
+        Variant::Plain => {
+            io.ns("/", connect_noop.with(register_plain));
+        }
+        Variant::Manual => {
+            let store = Arc::new(store.clone());
+            io.ns(
+                "/",
+                connect_noop.with(move |socket: SocketRef| {
+                    let store = store.clone();
+                    async move {
+                        register_manual(&socket, store);
+                        Ok::<(), Infallible>(())
+                    }
+                }),
+            );
+        }
+        Variant::Autosave => {
+            io.ns(
+                "/",
+                sessions.handler(|socket: SocketRef| {
+                    socket.on("incr", incr);
+                    socket.on("whoami", whoami);
+                }),
+            );
+        }
+    }
+
+    let ops = store.ops.clone();
+    let app = Router::new()
+        .route("/", get(|| async { "bench_server: see bench-protocol.md" }))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/session", get(read_session))
+        .route("/incr", post(http_incr))
+        .route(
+            "/_bench/stats",
+            get(move || {
+                let ops = ops.clone();
+                async move {
+                    Json(json!({
+                        "create": ops.create.load(Ordering::Relaxed),
+                        "save": ops.save.load(Ordering::Relaxed),
+                        "load": ops.load.load(Ordering::Relaxed),
+                        "delete": ops.delete.load(Ordering::Relaxed),
+                    }))
+                }
+            }),
+        )
+        .layer(sio_layer)
+        .layer(SessionManagerLayer::new(store).with_secure(false))
+        .layer(sessions.lock_layer());
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn connect_noop(_: SocketRef) {}
+
+// ---------------------------------------------------------------------------------------------
+// (a) session-less: the limit.
+
+static PLAIN_COUNT: AtomicU64 = AtomicU64::new(0);
+
+async fn register_plain(socket: SocketRef) -> Result<(), Infallible> {
+    socket.on("incr", async |ack: AckSender| {
+        let count = PLAIN_COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+        send(ack, &count);
+    });
+    socket.on("whoami", async |ack: AckSender| {
+        send(ack, &json!({ "user": Value::Null }));
+    });
+    Ok(())
+}
+
+fn send(ack: AckSender, value: &impl serde::Serialize) {
+    if let Err(err) = ack.send(value) {
+        tracing::warn!(%err, "could not acknowledge");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) hand-written reload/save, as a user writes it today: no lock, so concurrent events of
+// one session lose updates.
+
+fn register_manual<S: SessionStore + Clone>(socket: &SocketRef, store: Arc<Counting<S>>) {
+    let incr_store = store.clone();
+    socket.on("incr", async move |socket: SocketRef, ack: AckSender| {
+        let result = manual_session(&socket, incr_store).await;
+        let answer = match result {
+            Ok(session) => manual_incr(session).await,
+            Err(err) => Err(err),
+        };
+        answer_with(ack, answer);
+    });
+    socket.on("whoami", async move |socket: SocketRef, ack: AckSender| {
+        let answer = match manual_session(&socket, store).await {
+            Ok(session) => session
+                .get::<String>("user")
+                .await
+                .map(|user| json!({ "user": user }))
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err),
+        };
+        answer_with(ack, answer);
+    });
+}
+
+async fn manual_session<S: SessionStore + Clone>(
+    socket: &SocketRef,
+    store: Arc<Counting<S>>,
+) -> Result<tower_sessions::Session, String> {
+    let handshake = socket
+        .req_parts()
+        .extensions
+        .get::<tower_sessions::Session>()
+        .ok_or("no session layer")?;
+    let session = tower_sessions::Session::new(handshake.id(), store, handshake.expiry());
+    session.load().await.map_err(|e| e.to_string())?;
+    Ok(session)
+}
+
+async fn manual_incr(session: tower_sessions::Session) -> Result<Value, String> {
+    let count = session
+        .get::<i64>("count")
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0)
+        + 1;
+    session
+        .insert("count", count)
+        .await
+        .map_err(|e| e.to_string())?;
+    session.save().await.map_err(|e| e.to_string())?;
+    Ok(json!(count))
+}
+
+fn answer_with(ack: AckSender, answer: Result<Value, String>) {
+    match answer {
+        Ok(value) => send(ack, &value),
+        Err(error) => send(ack, &json!({ "error": error })),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) and (d): the runtime.
+
+#[with_session(autosave)]
+async fn incr(session: Session) -> Result<i64, SessionError> {
+    let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", count)?;
+    Ok(count) // acknowledged after the save
+}
+
+#[with_session(readonly)]
+async fn whoami(session: ReadOnlySession) -> Result<Value, SessionError> {
+    Ok(json!({ "user": session.get::<String>("user")? }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP side of the protocol.
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+fn store_error(err: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": format!("session store failed: {err}") })),
+    )
+        .into_response()
+}
+
+async fn login(session: LockedSession, body: Bytes) -> Response {
+    let user = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => match map.get("user") {
+            Some(Value::String(user)) if !user.is_empty() && user.chars().count() <= 64 => {
+                user.clone()
+            }
+            _ => return bad_request("`user` must be a non-empty string of at most 64 chars"),
+        },
+        _ => return bad_request("expected a JSON object `{\"user\": \"...\"}`"),
+    };
+    let result = async {
+        // Fixation defence: a login gets a new id.
+        session.cycle_id().await?;
+        session.insert("user", &user).await?;
+        if session.get::<i64>("count").await?.is_none() {
+            session.insert("count", 0).await?;
+        }
+        Ok::<_, tower_sessions::session::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Json(json!({ "user": user })).into_response(),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn logout(session: LockedSession) -> Response {
+    match session.flush().await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn read_session(session: tower_sessions::Session) -> Response {
+    let result = async {
+        let user = session.get::<String>("user").await?;
+        let count = session.get::<i64>("count").await?.unwrap_or(0);
+        Ok::<_, tower_sessions::session::Error>(json!({ "user": user, "count": count }))
+    }
+    .await;
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(err) => store_error(err),
+    }
+}
+
+async fn http_incr(session: LockedSession) -> Response {
+    let result = async {
+        let count = session.get::<i64>("count").await?.unwrap_or(0) + 1;
+        session.insert("count", count).await?;
+        Ok::<_, tower_sessions::session::Error>(count)
+    }
+    .await;
+    match result {
+        Ok(count) => Json(json!({ "count": count })).into_response(),
+        Err(err) => store_error(err),
+    }
+}
