@@ -2,13 +2,14 @@
 
 use std::{
     any::Any,
-    collections::HashMap,
+    collections::{hash_map::Entry, HashMap, VecDeque},
     fmt,
     future::Future,
-    hash::{BuildHasher, RandomState},
     pin::Pin,
     sync::{Arc, Mutex, PoisonError},
 };
+
+use tokio::sync::oneshot;
 
 use tower_sessions::session::Id;
 
@@ -62,8 +63,9 @@ impl fmt::Debug for SessionLockGuard {
 
 const SHARDS: usize = 16;
 
-/// Per id: the async mutex and how many claims (waiters plus the holder) it has.
-type Shard = Mutex<HashMap<Id, (Arc<tokio::sync::Mutex<()>>, usize)>>;
+/// Per locked id: the writers waiting for it, in arrival order. An id has an entry exactly
+/// while someone holds its lock.
+type Shard = Mutex<HashMap<Id, VecDeque<oneshot::Sender<LocalGuard>>>>;
 
 /// In-process [`SessionLocks`]: one async mutex per session id that has a holder or a waiter.
 ///
@@ -92,13 +94,24 @@ pub struct LocalSessionLocks {
 
 #[derive(Default)]
 struct LocalLocksInner {
-    hasher: RandomState,
     shards: [Shard; SHARDS],
 }
 
 impl LocalLocksInner {
     fn shard(&self, id: &Id) -> &Shard {
-        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
+        // Ids are random: their low bits spread sessions over the shards without hashing
+        // twice. A chosen id only picks its own shard; the map inside still hashes with a
+        // random key.
+        &self.shards[(id.0 as u64 as usize) % SHARDS]
+    }
+
+    fn lock_shard(
+        &self,
+        id: &Id,
+    ) -> std::sync::MutexGuard<'_, HashMap<Id, VecDeque<oneshot::Sender<LocalGuard>>>> {
+        self.shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -126,59 +139,103 @@ impl fmt::Debug for LocalSessionLocks {
     }
 }
 
-/// A claim on one id's entry, held by a waiter and then by the holder. Its drop, whether the
-/// lock was taken or the wait was cancelled, removes the entry once nobody else claims it.
-struct Claim {
-    locks: Arc<LocalLocksInner>,
-    id: Id,
+/// The lock of one id, held. Dropping it hands the lock to the first waiter still waiting,
+/// or removes the id's entry when there is none. It travels to that waiter through a
+/// oneshot channel, so a waiter cancelled after the hand-over releases it in turn when the
+/// channel drops it.
+struct LocalGuard {
+    held: Option<(Arc<LocalLocksInner>, Id)>,
 }
 
-impl Drop for Claim {
+impl Drop for LocalGuard {
     fn drop(&mut self) {
-        let mut shard = self
-            .locks
-            .shard(&self.id)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Claims are counted under the shard lock rather than read off `Arc::strong_count`,
-        // because a cancelled wait may drop its mutex clone after its claim.
-        if let Some((_, claims)) = shard.get_mut(&self.id) {
-            *claims -= 1;
-            if *claims == 0 {
-                shard.remove(&self.id);
+        let Some((locks, id)) = self.held.take() else {
+            return;
+        };
+        let mut baton = LocalGuard {
+            held: Some((locks.clone(), id)),
+        };
+        let mut shard = locks.lock_shard(&id);
+        let Some(waiters) = shard.get_mut(&id) else {
+            baton.held = None;
+            return;
+        };
+        while let Some(next) = waiters.pop_front() {
+            match next.send(baton) {
+                Ok(()) => return,
+                // That waiter gave up: try the next one.
+                Err(back) => baton = back,
             }
         }
+        shard.remove(&id);
+        drop(shard);
+        // Disarmed: the lock is free and nobody waits.
+        baton.held = None;
     }
-}
-
-struct LocalGuard {
-    // Field order matters: the mutex is released before the claim counts what is left.
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-    _claim: Claim,
 }
 
 impl SessionLocks for LocalSessionLocks {
     fn lock(&self, id: Id) -> LockFuture<'_> {
-        let mutex = {
-            let mut shard = self
-                .inner
-                .shard(&id)
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let (mutex, claims) = shard.entry(id).or_default();
-            *claims += 1;
-            mutex.clone()
+        let mut shard = self.inner.lock_shard(&id);
+        let waiting = match shard.entry(id) {
+            Entry::Vacant(entry) => {
+                entry.insert(VecDeque::new());
+                drop(shard);
+                // Built now, not at the first poll: a future dropped unpolled must release.
+                let guard = LocalGuard {
+                    held: Some((self.inner.clone(), id)),
+                };
+                return Box::pin(async move { Ok(SessionLockGuard::new(guard)) });
+            }
+            Entry::Occupied(mut entry) => {
+                let (tx, rx) = oneshot::channel();
+                entry.get_mut().push_back(tx);
+                rx
+            }
         };
-        let claim = Claim {
-            locks: self.inner.clone(),
-            id,
-        };
+        drop(shard);
         Box::pin(async move {
-            let guard = mutex.lock_owned().await;
-            Ok(SessionLockGuard::new(LocalGuard {
-                _guard: guard,
-                _claim: claim,
-            }))
+            let guard = waiting.await.map_err(|_| SessionError::Lock {
+                id,
+                reason: "the lock table was dropped".into(),
+            })?;
+            Ok(SessionLockGuard::new(guard))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn uncontended_lock_future_dropped_unpolled_releases_the_lock() {
+        let locks = LocalSessionLocks::default();
+        let id = Id::default();
+        drop(locks.lock(id));
+        assert_eq!(locks.len(), 0);
+        let guard = tokio::time::timeout(std::time::Duration::from_secs(5), locks.lock(id))
+            .await
+            .expect("the lock was left held by a future that never ran");
+        drop(guard);
+        assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_lock_in_arrival_order_and_skip_cancelled_ones() {
+        let locks = LocalSessionLocks::default();
+        let id = Id::default();
+        let first = locks.lock(id).await.unwrap();
+        let second = locks.lock(id);
+        let third = locks.lock(id);
+        drop(second); // gives up before its turn
+        drop(first);
+        let third = tokio::time::timeout(std::time::Duration::from_secs(5), third)
+            .await
+            .expect("the lock was handed to a cancelled waiter and lost")
+            .unwrap();
+        assert_eq!(locks.len(), 1);
+        drop(third);
+        assert!(locks.is_empty());
     }
 }
