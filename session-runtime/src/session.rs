@@ -155,8 +155,13 @@ impl Session {
     /// already there does not mark the session modified.
     pub fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>, SessionError> {
         self.0.write(|state| {
-            if state.data.get(key) == Some(&value) {
-                return Some(value);
+            // An existing key is replaced in place: one lookup, no new `String`.
+            if let Some(slot) = state.data.get_mut(key) {
+                if *slot == value {
+                    return Some(value);
+                }
+                state.modified = true;
+                return Some(std::mem::replace(slot, value));
             }
             state.modified = true;
             state.data.insert(key.to_owned(), value)
