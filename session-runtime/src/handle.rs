@@ -191,7 +191,8 @@ impl SessionHandle {
         }
         let sessions = &self.inner.sessions;
         let _guard = sessions.locks().lock(id).await?;
-        let Some(mut record) = self.load_record(id).await? else {
+        let now = OffsetDateTime::now_utc();
+        let Some(mut record) = self.load_record(id, now).await? else {
             return Err(SessionError::Gone);
         };
         let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
@@ -229,7 +230,7 @@ impl SessionHandle {
             tracing::debug!("session deleted by a socket handler");
         } else {
             record.data = data;
-            record.expiry_date = expiry_date(self.inner.expiry);
+            record.expiry_date = expiry_date(self.inner.expiry, now);
             store.save(&record).await?;
             tracing::debug!("session saved");
         }
@@ -252,10 +253,17 @@ impl SessionHandle {
         if self.is_gone() {
             return Ok(None);
         }
-        Ok(self.load_record(id).await?.map(|r| r.data))
+        Ok(self
+            .load_record(id, OffsetDateTime::now_utc())
+            .await?
+            .map(|r| r.data))
     }
 
-    async fn load_record(&self, id: Id) -> Result<Option<Record>, SessionError> {
+    async fn load_record(
+        &self,
+        id: Id,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, SessionError> {
         let record = self
             .inner
             .sessions
@@ -263,7 +271,7 @@ impl SessionHandle {
             .load(&id)
             .await?
             // Not every store filters expired records on load.
-            .filter(|r| r.expiry_date > OffsetDateTime::now_utc());
+            .filter(|r| r.expiry_date > now);
         if record.is_none() && !self.inner.gone.swap(true, Ordering::AcqRel) {
             tracing::debug!("session record not found: the session is gone");
         }
@@ -297,13 +305,15 @@ fn check_required(shared: &Shared, require: Option<&str>) -> Result<(), SessionE
     }
 }
 
-/// The same rule as tower-sessions, so a socket's save sets the expiry HTTP's would.
-fn expiry_date(expiry: Option<Expiry>) -> OffsetDateTime {
+/// The same rule as tower-sessions, so a socket's save sets the expiry HTTP's would. `now` is
+/// the transaction's start: the handler's run time does not count as activity.
+fn expiry_date(expiry: Option<Expiry>, now: OffsetDateTime) -> OffsetDateTime {
     match expiry {
-        Some(Expiry::OnInactivity(duration)) => OffsetDateTime::now_utc().saturating_add(duration),
+        Some(Expiry::OnInactivity(duration)) => now.saturating_add(duration),
         Some(Expiry::AtDateTime(at)) => at,
-        Some(Expiry::OnSessionEnd) | None => OffsetDateTime::now_utc()
-            .saturating_add(tower_sessions::cookie::time::Duration::weeks(2)),
+        Some(Expiry::OnSessionEnd) | None => {
+            now.saturating_add(tower_sessions::cookie::time::Duration::weeks(2))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::{convert::Infallible, fmt::Display, sync::Arc};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use socketioxide::{
     adapter::Adapter,
     extract::AckSender,
@@ -14,12 +15,13 @@ pub use socketioxide::extract::TryData;
 
 use crate::{ReadOnlySession, Session, SessionData, SessionError, SessionHandle};
 
-type AckFn = Box<dyn FnOnce(&serde_json::Value) -> Result<(), String> + Send + Sync>;
+type AckFn = Box<dyn FnOnce(&RawValue) -> Result<(), String> + Send + Sync>;
 
 /// How a handler's body ended, decided before anything is saved.
 pub enum Outcome {
-    /// Success: save, then acknowledge with this value.
-    Ack(serde_json::Value),
+    /// Success: save, then acknowledge with this value. Serialised before the save, so a value
+    /// that cannot be serialised fails the handler instead of saving unannounced.
+    Ack(Box<RawValue>),
     /// Success of a handler that acknowledges by itself: save, then nothing.
     Silent,
     /// Failure: save nothing, acknowledge `{"error": message}`.
@@ -60,7 +62,7 @@ impl<E: Display + ?Sized> AckError for E {}
 
 /// `-> T`
 pub fn value<T: AckValue>(value: T) -> Outcome {
-    match serde_json::to_value(value) {
+    match serde_json::value::to_raw_value(&value) {
         Ok(v) => Outcome::Ack(v),
         Err(err) => Outcome::Fail(format!(
             "the handler's answer could not be serialised: {err}"
@@ -106,15 +108,24 @@ impl<A: Adapter> FromMessageParts<A> for EventContext {
     ) -> Result<Self, Infallible> {
         let ack = ack_id.map(|_| {
             let Ok(sender) = AckSender::<A>::from_message_parts(s, v, ack_id);
-            Box::new(move |value: &serde_json::Value| {
-                sender.send(value).map_err(|err| err.to_string())
-            }) as AckFn
+            Box::new(move |value: &RawValue| sender.send(value).map_err(|err| err.to_string()))
+                as AckFn
         });
         Ok(Self {
             handle: SessionHandle::of(s).ok_or(SessionError::NotAttached),
             ack,
         })
     }
+}
+
+/// `{"error": message}`.
+fn error_answer(message: &str) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct ErrorAnswer<'a> {
+        error: &'a str,
+    }
+    serde_json::value::to_raw_value(&ErrorAnswer { error: message })
+        .expect("a struct of one string always serialises")
 }
 
 impl EventContext {
@@ -175,7 +186,7 @@ impl EventContext {
             Ok(Outcome::Silent) => None,
             Ok(Outcome::Fail(message)) => {
                 tracing::debug!(%message, "session handler failed; nothing saved");
-                Some(serde_json::json!({ "error": message }))
+                Some(error_answer(&message))
             }
             Err(err) => {
                 match err {
@@ -186,7 +197,7 @@ impl EventContext {
                     }
                     _ => tracing::debug!(%err, "session handler did not run"),
                 }
-                Some(serde_json::json!({ "error": err.to_string() }))
+                Some(error_answer(&err.to_string()))
             }
         };
         if let (Some(answer), Some(ack)) = (answer, self.ack) {
