@@ -27,17 +27,9 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    body::Bytes,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
-};
+use axum::{routing::get, Json};
 use serde_json::{json, Value};
-use session_runtime::{
-    http::LockedSession, with_session, ReadOnlySession, Session, SessionError, SocketSessions,
-};
+use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
 use socketioxide::{
     extract::{AckSender, SocketRef},
     handler::ConnectHandler,
@@ -255,12 +247,8 @@ async fn serve<S: SessionStore + Clone>(
     }
 
     let ops = store.ops.clone();
-    let app = Router::new()
+    let app = session_workspace::protocol::http_routes()
         .route("/", get(|| async { "bench_server: see bench-protocol.md" }))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/session", get(read_session))
-        .route("/incr", post(http_incr))
         .route(
             "/_bench/stats",
             get(move || {
@@ -396,78 +384,4 @@ async fn incr(session: Session) -> Result<i64, SessionError> {
 #[with_session(readonly)]
 async fn whoami(session: ReadOnlySession) -> Result<Value, SessionError> {
     Ok(json!({ "user": session.get::<String>("user")? }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP side of the protocol.
-
-fn bad_request(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
-}
-
-fn store_error(err: impl std::fmt::Display) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": format!("session store failed: {err}") })),
-    )
-        .into_response()
-}
-
-async fn login(session: LockedSession, body: Bytes) -> Response {
-    let user = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => match map.get("user") {
-            Some(Value::String(user)) if !user.is_empty() && user.chars().count() <= 64 => {
-                user.clone()
-            }
-            _ => return bad_request("`user` must be a non-empty string of at most 64 chars"),
-        },
-        _ => return bad_request("expected a JSON object `{\"user\": \"...\"}`"),
-    };
-    let result = async {
-        // Fixation defence: a login gets a new id.
-        session.cycle_id().await?;
-        session.insert("user", &user).await?;
-        if session.get::<i64>("count").await?.is_none() {
-            session.insert("count", 0).await?;
-        }
-        Ok::<_, tower_sessions::session::Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Json(json!({ "user": user })).into_response(),
-        Err(err) => store_error(err),
-    }
-}
-
-async fn logout(session: LockedSession) -> Response {
-    match session.flush().await {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(err) => store_error(err),
-    }
-}
-
-async fn read_session(session: tower_sessions::Session) -> Response {
-    let result = async {
-        let user = session.get::<String>("user").await?;
-        let count = session.get::<i64>("count").await?.unwrap_or(0);
-        Ok::<_, tower_sessions::session::Error>(json!({ "user": user, "count": count }))
-    }
-    .await;
-    match result {
-        Ok(value) => Json(value).into_response(),
-        Err(err) => store_error(err),
-    }
-}
-
-async fn http_incr(session: LockedSession) -> Response {
-    let result = async {
-        let count = session.get::<i64>("count").await?.unwrap_or(0) + 1;
-        session.insert("count", count).await?;
-        Ok::<_, tower_sessions::session::Error>(count)
-    }
-    .await;
-    match result {
-        Ok(count) => Json(json!({ "count": count })).into_response(),
-        Err(err) => store_error(err),
-    }
 }

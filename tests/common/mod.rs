@@ -50,11 +50,10 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
+    routing::get,
+    Json,
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use reqwest::cookie::CookieStore;
@@ -64,9 +63,10 @@ use rust_socketio::{
 };
 use serde_json::{json, Value};
 use session_runtime::{
-    http::LockedSession, LocalSessionLocks, LockFuture, OnGone, SessionError, SessionHandle,
-    SessionLockGuard, SessionLocks, SocketSessions,
+    LocalSessionLocks, LockFuture, OnGone, SessionError, SessionHandle, SessionLockGuard,
+    SessionLocks, SocketSessions,
 };
+use session_workspace::protocol::{self, parse_user};
 use socketioxide::{
     extract::{AckSender, SocketRef, TryData},
     SocketIo,
@@ -453,11 +453,7 @@ impl ServerBuilder {
             io.ns(ns, sessions.handler(register));
         }
 
-        let router = Router::new()
-            .route("/login", post(http_login))
-            .route("/logout", post(http_logout))
-            .route("/session", get(http_session))
-            .route("/incr", post(http_incr))
+        let router = protocol::http_routes()
             .route("/session-id", get(http_session_id))
             .layer(axum::middleware::from_fn(read_user_first))
             .layer(sio_layer);
@@ -596,74 +592,6 @@ fn http_error(status: StatusCode, message: impl fmt::Display) -> Response {
 
 fn session_error(err: tower_sessions::session::Error) -> Response {
     http_error(StatusCode::SERVICE_UNAVAILABLE, err)
-}
-
-/// Validates a `{"user": "..."}` body as the protocol says: a non-empty string of at most 64
-/// characters.
-pub fn parse_user(body: &Value) -> Result<String, String> {
-    match body.get("user") {
-        Some(Value::String(user)) if !user.is_empty() && user.chars().count() <= 64 => {
-            Ok(user.clone())
-        }
-        Some(_) => Err("`user` must be a non-empty string of at most 64 characters".into()),
-        None => Err("expected a JSON object with a `user` field".into()),
-    }
-}
-
-async fn http_login(session: LockedSession, body: Bytes) -> Response {
-    let user = match serde_json::from_slice::<Value>(&body)
-        .map_err(|err| format!("the body is not JSON: {err}"))
-        .and_then(|body| parse_user(&body))
-    {
-        Ok(user) => user,
-        Err(message) => return http_error(StatusCode::BAD_REQUEST, message),
-    };
-    let result = async {
-        session.insert("user", &user).await?;
-        if session.get::<i64>("count").await?.is_none() {
-            session.insert("count", 0).await?;
-        }
-        // Fixation defence: a login gets a new id, and sockets holding the old one find it gone.
-        session.cycle_id().await
-    }
-    .await;
-    match result {
-        Ok(()) => Json(json!({ "user": user })).into_response(),
-        Err(err) => session_error(err),
-    }
-}
-
-async fn http_logout(session: LockedSession) -> Response {
-    match session.flush().await {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(err) => session_error(err),
-    }
-}
-
-async fn http_session(session: tower_sessions::Session) -> Response {
-    let result = async {
-        let user = session.get::<String>("user").await?;
-        let count = session.get::<i64>("count").await?.unwrap_or(0);
-        Ok::<_, tower_sessions::session::Error>(json!({ "user": user, "count": count }))
-    }
-    .await;
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(err) => session_error(err),
-    }
-}
-
-async fn http_incr(session: LockedSession) -> Response {
-    let result = async {
-        let count = session.get::<i64>("count").await?.unwrap_or(0) + 1;
-        session.insert("count", count).await?;
-        Ok::<_, tower_sessions::session::Error>(count)
-    }
-    .await;
-    match result {
-        Ok(count) => Json(json!({ "count": count })).into_response(),
-        Err(err) => session_error(err),
-    }
 }
 
 /// Reads the session before every HTTP route runs, as an auth or logging middleware would:
