@@ -79,8 +79,9 @@ impl SessionError {
     pub(crate) fn from_session(err: tower_sessions::session::Error) -> Self {
         match err {
             tower_sessions::session::Error::Store(err) => Self::Store(err),
+            // Not produced by a load, but named for what it would be: the record as a whole.
             tower_sessions::session::Error::SerdeJson(source) => Self::Serde {
-                key: String::new(),
+                key: "<record>".to_owned(),
                 source,
             },
         }
