@@ -137,6 +137,26 @@ async fn note(session: Session, ack: AckSender, Data(text): Data<String>) {
     ack.send(&json!({ "noted": saved })).ok();
 }
 
+/// Writes, then leaves early or through `?`: the save and the ack run either way.
+#[with_session(autosave)]
+async fn tally(session: Session, Data(step): Data<String>) -> Result<i64, SessionError> {
+    session.insert("touched", true)?;
+    if step == "early" {
+        session.insert("tally", 7)?;
+        return Ok(7);
+    }
+    // `label` holds a string: reading it as a number fails, and `?` leaves the body.
+    let tally = session.get::<i64>("label")?.unwrap_or(0);
+    Ok(tally)
+}
+
+/// Writes, then panics.
+#[with_session(autosave)]
+async fn explode(session: Session) -> Result<i64, SessionError> {
+    session.insert("count", 1000)?;
+    panic!("explode: a deliberate panic in a test handler");
+}
+
 #[with_session(readonly, require = "user", connect)]
 async fn members_only(session: ReadOnlySession) -> Result<(), Refused> {
     match session.get::<bool>("banned") {
@@ -164,6 +184,8 @@ async fn start() -> Server {
             socket.on("add", add);
             socket.on("whoami", whoami);
             socket.on("note", note);
+            socket.on("tally", tally);
+            socket.on("explode", explode);
         }),
     );
     io.ns(
@@ -210,6 +232,19 @@ impl Server {
             .to_str()
             .unwrap();
         cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// Writes `key` (a JSON value) into the session of `cookie` over HTTP.
+    async fn set(&self, cookie: &str, key: &str, value: &str) {
+        reqwest::Client::new()
+            .post(format!("{}/set", self.url))
+            .header("cookie", cookie)
+            .query(&[(key, value)])
+            .send()
+            .await
+            .expect("POST /set")
+            .error_for_status()
+            .expect("POST /set succeeds");
     }
 
     async fn record(&self, cookie: &str) -> Option<Value> {
@@ -456,4 +491,63 @@ async fn connect_refuses_sockets_that_fail_the_guard() {
         "{refused:?}"
     );
     assert!(Socket::connect(&server, "/members", &member).await.is_ok());
+}
+
+#[tokio::test]
+async fn every_event_reloads_what_http_wrote_in_between() {
+    let server = start().await;
+    let cookie = server.session(&[("count", "1")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+
+    assert_eq!(socket.ack("incr", vec![]).await, json!(2));
+    server.set(&cookie, "count", "100").await;
+    assert_eq!(socket.ack("incr", vec![]).await, json!(101));
+}
+
+#[tokio::test]
+async fn an_early_return_still_saves_before_the_ack() {
+    let server = start().await;
+    let cookie = server.session(&[("label", "\"ten\"")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+    let saves = server.saves();
+
+    assert_eq!(socket.ack("tally", vec![json!("early")]).await, json!(7));
+    assert_eq!(server.saves(), saves + 1);
+    let record = server.record(&cookie).await.unwrap();
+    assert_eq!(
+        (&record["tally"], &record["touched"]),
+        (&json!(7), &json!(true))
+    );
+}
+
+#[tokio::test]
+async fn an_error_through_question_mark_saves_nothing_and_is_answered() {
+    let server = start().await;
+    let cookie = server.session(&[("label", "\"ten\"")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+    let saves = server.saves();
+
+    let answer = socket.ack("tally", vec![json!("late")]).await;
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`label`"), "{answer}");
+    assert_eq!(server.saves(), saves);
+    // `touched` was written before the `?`: it never reached the store.
+    assert_eq!(server.record(&cookie).await.unwrap().get("touched"), None);
+}
+
+#[tokio::test]
+async fn a_panic_saves_nothing_is_answered_and_the_socket_goes_on() {
+    let server = start().await;
+    let cookie = server.session(&[("count", "5")]).await;
+    let socket = Socket::connect(&server, "/", &cookie).await.unwrap();
+    let saves = server.saves();
+
+    assert_eq!(
+        socket.ack("explode", vec![]).await,
+        json!({ "error": "the handler panicked; nothing was saved" })
+    );
+    assert_eq!(server.saves(), saves);
+    assert_eq!(server.record(&cookie).await.unwrap()["count"], json!(5));
+    // The lock was released and the socket still works.
+    assert_eq!(socket.ack("incr", vec![]).await, json!(6));
 }
