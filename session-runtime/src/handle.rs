@@ -147,11 +147,7 @@ impl SessionHandle {
         F: AsyncFnOnce(ReadOnlySession) -> Result<T, E>,
         E: From<SessionError>,
     {
-        let session = self.read().await?;
-        let shared = session.0.clone();
-        let out = f(session).await;
-        shared.state().closed = true;
-        out
+        self.read_transaction(None, f).await?
     }
 
     /// Runs `f` as one transaction on the session: take the session's lock, reload the record,
@@ -237,13 +233,22 @@ impl SessionHandle {
         Ok(Ok(out))
     }
 
-    pub(crate) async fn read_checked(
+    /// The read-only counterpart of `transaction`: reload, check `require`, run `f`, then
+    /// close the session so that a copy kept by `f` cannot be mistaken for a live one.
+    pub(crate) async fn read_transaction<R, F>(
         &self,
         require: Option<&str>,
-    ) -> Result<ReadOnlySession, SessionError> {
+        f: F,
+    ) -> Result<R, SessionError>
+    where
+        F: AsyncFnOnce(ReadOnlySession) -> R,
+    {
         let session = self.read().await?;
         check_required(&session.0, require)?;
-        Ok(session)
+        let shared = session.0.clone();
+        let out = f(session).await;
+        shared.state().closed = true;
+        Ok(out)
     }
 
     async fn load(&self) -> Result<Option<Data>, SessionError> {

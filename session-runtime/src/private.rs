@@ -163,15 +163,7 @@ impl EventContext {
             Ok(handle) => handle.clone(),
             Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
         };
-        let outcome = match handle.read_checked(require).await {
-            Ok(session) => {
-                let shared = session.0.clone();
-                let outcome = body(session).await;
-                shared.state().closed = true;
-                Ok(outcome)
-            }
-            Err(err) => Err(err),
-        };
+        let outcome = handle.read_transaction(require, body).await;
         self.finish(Some(&handle), outcome);
     }
 
@@ -283,13 +275,10 @@ impl ConnectContext {
         let handle = self
             .handle
             .ok_or_else(|| refuse(SessionError::NotAttached.to_string()))?;
-        let session = handle
-            .read_checked(require)
+        handle
+            .read_transaction(require, body)
             .await
-            .map_err(|err| refuse(err.to_string()))?;
-        let shared = session.0.clone();
-        let outcome = body(session).await;
-        shared.state().closed = true;
-        outcome.map_err(refuse)
+            .map_err(|err| refuse(err.to_string()))?
+            .map_err(refuse)
     }
 }
