@@ -35,11 +35,11 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 log "building (release)"
-cargo build --release --example bench_server --example loadgen --example bench_report
+cargo build --release -p session-bench
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-SERVER="$TARGET_DIR/release/examples/bench_server"
-LOADGEN="$TARGET_DIR/release/examples/loadgen"
-REPORT="$TARGET_DIR/release/examples/bench_report"
+SERVER="$TARGET_DIR/release/bench_server"
+LOADGEN="$TARGET_DIR/release/loadgen"
+REPORT="$TARGET_DIR/release/bench_report"
 
 log "installing the Node stack from the npm registry"
 (cd "$BENCH/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -4,7 +4,7 @@
 //! drives.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- --url http://127.0.0.1:3000 --mode loop \
+//! cargo run --release -p session-bench --bin loadgen -- --url http://127.0.0.1:3000 --mode loop \
 //!     --clients 50 --duration 5 --event incr --pid <server pid> --label autosave/memory
 //! ```
 //!

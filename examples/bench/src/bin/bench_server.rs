@@ -4,7 +4,7 @@
 //! the same binary and the same HTTP, cookie and socket.io code path.
 //!
 //! ```text
-//! cargo run --release --example bench_server -- --variant autosave --store memory
+//! cargo run --release -p session-bench --bin bench_server -- --variant autosave --store memory
 //! ```
 //!
 //! - `--variant plain`: session-less ack handlers (the limit); no session attached to sockets.

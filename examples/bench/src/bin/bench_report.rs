@@ -3,7 +3,7 @@
 //! against the targets, and a bar chart as a hand-written SVG.
 //!
 //! ```text
-//! cargo run --release --example bench_report -- --results examples/bench/results.jsonl \
+//! cargo run --release -p session-bench --bin bench_report -- --results examples/bench/results.jsonl \
 //!     --markdown examples/bench/REPORT.md --svg examples/bench/bench.svg
 //! ```
 

@@ -1,0 +1,181 @@
+//! [`Http`]: a reqwest client with its own cookie jar that speaks the HTTP half of the demo
+//! protocol (`POST /login`, `POST /logout`, `GET /session`, `POST /incr`) and the test routes
+//! of [`crate::routes`]. It talks to any server by URL: a [`TestServer`](crate::TestServer) or
+//! a [`DemoNode`](crate::DemoNode).
+//!
+//! ```no_run
+//! use session_harness::Http;
+//!
+//! # async fn scenario(url: String) {
+//! let alice = Http::new(url.clone());
+//! alice.login("alice").await;
+//! assert_eq!(alice.incr().await, 1);
+//! // The same session from a second client, e.g. on another node:
+//! let again = Http::with_cookie(url, &alice.cookie_header());
+//! assert_eq!(again.session().await["count"], 1);
+//! # }
+//! ```
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::cookie::CookieStore;
+use serde_json::{json, Value};
+use tower_sessions::session::Id;
+
+use crate::TIMEOUT;
+
+/// An HTTP client with its own cookie jar, speaking the demo protocol.
+#[derive(Clone)]
+pub struct Http {
+    base: String,
+    jar: Arc<reqwest::cookie::Jar>,
+    client: reqwest::Client,
+}
+
+impl Http {
+    /// A client of the server at `base` (`http://127.0.0.1:PORT`) with an empty cookie jar.
+    pub fn new(base: String) -> Self {
+        Self::with_timeout(base, TIMEOUT)
+    }
+
+    /// [`Http::new`] whose requests give up after `timeout`.
+    pub fn with_timeout(base: String, timeout: Duration) -> Self {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .timeout(timeout)
+            .build()
+            .expect("build reqwest client");
+        Self { base, jar, client }
+    }
+
+    /// A client whose jar holds `cookie` (a `Cookie` header value, e.g. `id=...`).
+    pub fn with_cookie(base: String, cookie: &str) -> Self {
+        Self::with_cookie_and_timeout(base, cookie, TIMEOUT)
+    }
+
+    /// [`Http::with_cookie`] whose requests give up after `timeout`.
+    pub fn with_cookie_and_timeout(base: String, cookie: &str, timeout: Duration) -> Self {
+        let http = Self::with_timeout(base, timeout);
+        let url = http.base.parse().unwrap();
+        for pair in cookie.split("; ") {
+            http.jar.add_cookie_str(&format!("{pair}; Path=/"), &url);
+        }
+        http
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The `Cookie` header this client sends, to hand to a socket's handshake.
+    pub fn cookie(&self) -> Option<String> {
+        let url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// [`Http::cookie`], which must exist.
+    pub fn cookie_header(&self) -> String {
+        self.cookie().expect("this client has no session cookie")
+    }
+
+    /// Sends a request and returns the status and JSON body.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("HTTP request failed");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.expect("HTTP response is not JSON");
+        (status, body)
+    }
+
+    /// Sends `method path` with `body` as raw `application/json` text (valid JSON or not) and
+    /// returns the status and the body, parsed as JSON (`null` if it is not).
+    pub async fn raw(&self, method: &str, path: &str, body: Option<String>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("HTTP request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("HTTP response body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, body) = self.request(method, path, body).await;
+        assert_eq!(status, 200, "{path} answered {status}: {body}");
+        body
+    }
+
+    /// `POST /login {"user": user}`.
+    pub async fn login(&self, user: &str) -> Value {
+        self.ok(
+            reqwest::Method::POST,
+            "/login",
+            Some(json!({ "user": user })),
+        )
+        .await
+    }
+
+    /// `POST /logout`.
+    pub async fn logout(&self) -> Value {
+        self.ok(reqwest::Method::POST, "/logout", None).await
+    }
+
+    /// `GET /session`: `{"user": .., "count": N}`.
+    pub async fn session(&self) -> Value {
+        self.ok(reqwest::Method::GET, "/session", None).await
+    }
+
+    /// `POST /incr`: the new count.
+    pub async fn incr(&self) -> i64 {
+        self.ok(reqwest::Method::POST, "/incr", None).await["count"]
+            .as_i64()
+            .expect("count")
+    }
+
+    /// `POST /incr`, returning the transport error instead of panicking on it.
+    pub async fn try_incr(&self) -> Result<Value, reqwest::Error> {
+        self.client
+            .post(format!("{}/incr", self.base))
+            .send()
+            .await?
+            .json()
+            .await
+    }
+
+    /// The session id the server reads from this client's cookie.
+    pub async fn session_id(&self) -> Id {
+        let body = self.ok(reqwest::Method::GET, "/session-id", None).await;
+        body["id"]
+            .as_str()
+            .expect("this client has no session")
+            .parse()
+            .expect("an id")
+    }
+
+    /// `POST /set?key=json&...` (test route): writes each `(key, JSON text)` into this
+    /// client's session, creating it if needed.
+    pub async fn set(&self, values: &[(&str, &str)]) {
+        self.client
+            .post(format!("{}/set", self.base))
+            .query(values)
+            .send()
+            .await
+            .expect("POST /set")
+            .error_for_status()
+            .expect("POST /set succeeds");
+    }
+}

@@ -1,0 +1,113 @@
+//! [`RedisServer`]: a `redis-server` of the test's own (Debian's package) on a free port of
+//! 127.0.0.1, with no persistence, stopped when the test ends. It can be stopped and started
+//! again on the same port, or paused with real signals, for the fault tests.
+//!
+//! Without `redis-server` on the machine, [`RedisServer::start`] says `SKIPPED` and returns
+//! `None` (a failure under `SESSION_E2E_REQUIRED=1`, see [`crate::required`]).
+//!
+//! ```no_run
+//! use session_harness::RedisServer;
+//!
+//! let Some(mut redis) = RedisServer::start() else { return }; // SKIPPED without redis-server
+//! assert_eq!(redis.cli(&["SET", "k", "v"]), "OK");
+//! redis.restart(); // same port, empty
+//! assert_eq!(redis.cli(&["GET", "k"]), "");
+//! ```
+
+use std::{
+    net::TcpListener,
+    process::{Command, Stdio},
+};
+
+use crate::{required, Process, TIMEOUT};
+
+/// A running `redis-server` (see the module docs).
+pub struct RedisServer {
+    /// The process, for signals and its log.
+    pub process: Process,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a `redis-server` on a free port and waits until it accepts connections; `None`
+    /// (after saying `SKIPPED`) if there is no `redis-server` here.
+    pub fn start() -> Option<Self> {
+        if !required::found("redis-server") || !required::found("redis-cli") {
+            required::skip(
+                "redis",
+                "redis-server not found (apt-get install -y redis-server)",
+            );
+            return None;
+        }
+        // The port is free when chosen but could be taken before redis binds it: try again.
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(process) = launch(port) {
+                return Some(Self { process, port });
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it (SIGKILL: everything in memory is lost, as in a crash).
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Stops it and starts a new, empty one on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.process = launch(self.port).expect("redis-server restarts on its port");
+    }
+
+    /// Runs `redis-cli` with `args` against it and returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// Starts `redis-server` on `port`; `None` if it exits (e.g. the port was taken).
+fn launch(port: u16) -> Option<Process> {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    let mut process = Process::spawn(&format!("redis-server:{port}"), &mut command);
+    process
+        .try_wait_for_line(TIMEOUT, |line| {
+            line.contains("Ready to accept connections").then_some(())
+        })
+        .ok()
+        .map(|()| process)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}

@@ -1,0 +1,277 @@
+//! [`TestServer`]: axum 0.8 + socketioxide 0.18 + tower-sessions 0.14 on `127.0.0.1:0`, in the
+//! test's own process, configured by [`ServerBuilder`].
+//!
+//! It speaks the HTTP half of the demo protocol (`session_workspace::protocol`) plus the test
+//! routes of [`crate::routes`], and registers the socket events of [`crate::events`] on `/` (and
+//! on one more namespace if asked), the hand-written twins of [`crate::hand_written`] on
+//! [`crate::HAND_WRITTEN`], and a connect guard on `/members`.
+//!
+//! ```no_run
+//! use session_harness::{CookieMode, StoreKind, TestServer};
+//!
+//! # async fn scenario() {
+//! let server = TestServer::builder()
+//!     .cookie(CookieMode::Private)
+//!     .store(StoreKind::Moka)
+//!     .latency(std::time::Duration::from_millis(2))
+//!     .start()
+//!     .await;
+//! let alice = server.login("alice").await;
+//! assert_eq!(alice.http.incr().await, 1);
+//! assert!(server.locks.is_empty());
+//! # }
+//! ```
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use axum::routing::{get, post};
+use session_runtime::{
+    LocalSessionLocks, LockFuture, OnGone, SessionLockGuard, SessionLocks, SocketSessions,
+};
+use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
+use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
+
+use crate::{
+    events::{self, HoldProbe},
+    hand_written, routes,
+    store::{Sqlite, StoreKind, TestStore},
+    Http, HAND_WRITTEN,
+};
+
+/// Socket.io packets buffered per socket. socketioxide's default of 128 overflows under a
+/// burst of 200 concurrent events and then drops acks (design.md); the tests send 100 per
+/// socket and expect every ack.
+pub const MAX_BUFFER_SIZE: usize = 1024;
+
+/// The namespace whose connect guard is [`events::members_only`].
+pub const MEMBERS: &str = "/members";
+
+/// How the session cookie is protected. The socket side is never given the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    /// The cookie value is the session id.
+    Plain,
+    /// `SessionManagerLayer::with_signed`.
+    Signed,
+    /// `SessionManagerLayer::with_private`.
+    Private,
+}
+
+/// Configures a [`TestServer`]; start with [`TestServer::builder`].
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    cookie: CookieMode,
+    store: StoreKind,
+    namespace: Option<&'static str>,
+    on_gone: OnGone,
+    require_session: bool,
+    expiry: Option<Expiry>,
+    latency: Duration,
+    without_locks: bool,
+}
+
+impl ServerBuilder {
+    /// The cookie mode (default [`CookieMode::Plain`]).
+    pub fn cookie(mut self, cookie: CookieMode) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// The store (default [`StoreKind::Memory`]).
+    pub fn store(mut self, store: StoreKind) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Also registers every socket event in namespace `ns` (e.g. `"/admin"`).
+    pub fn namespace(mut self, ns: &'static str) -> Self {
+        self.namespace = Some(ns);
+        self
+    }
+
+    /// The gone policy (default [`OnGone::KeepAnonymous`]).
+    pub fn on_gone(mut self, policy: OnGone) -> Self {
+        self.on_gone = policy;
+        self
+    }
+
+    /// `SocketSessions::require_session()`.
+    pub fn require_session(mut self) -> Self {
+        self.require_session = true;
+        self
+    }
+
+    /// `SessionManagerLayer::with_expiry` (default: the layer's, `OnSessionEnd`).
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+
+    /// Latency added to every store operation from the start (see [`TestStore::set_latency`]).
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// A control experiment: the sockets and HTTP routes get locks that exclude nothing, to
+    /// show that the no-lost-update tests fail without the runtime's locks.
+    pub fn without_locks(mut self) -> Self {
+        self.without_locks = true;
+        self
+    }
+
+    /// Builds the store, binds `127.0.0.1:0` and serves in a background task.
+    pub async fn start(self) -> TestServer {
+        crate::init_tracing();
+        let (store, sqlite) = self.store.open().await;
+        store.set_latency(self.latency);
+
+        let locks = LocalSessionLocks::default();
+        let mut sessions = SocketSessions::new(store.clone()).on_gone(self.on_gone);
+        sessions = if self.without_locks {
+            sessions.with_locks(NoLocks)
+        } else {
+            sessions.with_locks(locks.clone())
+        };
+        if self.require_session {
+            sessions = sessions.require_session();
+        }
+
+        let probe = Arc::new(HoldProbe::default());
+        let runs = events::Runs::default();
+        let (sio_layer, io) = SocketIo::builder()
+            .max_buffer_size(MAX_BUFFER_SIZE)
+            .with_state(probe.clone())
+            .with_state(runs.clone())
+            .build_layer();
+        let register = |socket: SocketRef| events::register(&socket);
+        io.ns("/", sessions.handler(register));
+        if let Some(ns) = self.namespace {
+            io.ns(ns, sessions.handler(register));
+        }
+        io.ns(
+            HAND_WRITTEN,
+            sessions.handler(|socket: SocketRef| hand_written::register(&socket)),
+        );
+        io.ns(
+            MEMBERS,
+            sessions
+                .handler(|_: SocketRef| {})
+                .with(events::members_only),
+        );
+
+        let router = session_workspace::protocol::http_routes()
+            .route("/session-id", get(routes::session_id))
+            .route("/set", post(routes::set))
+            .layer(axum::middleware::from_fn(routes::read_user_first))
+            .layer(sio_layer);
+        let mut layer = SessionManagerLayer::new(store.clone()).with_secure(false);
+        if let Some(expiry) = self.expiry {
+            layer = layer.with_expiry(expiry);
+        }
+        // The key exists only here: the socket side reads the id the layer verified.
+        let key = Key::generate();
+        let app = match self.cookie {
+            CookieMode::Plain => router.layer(layer),
+            CookieMode::Signed => router.layer(layer.with_signed(key)),
+            CookieMode::Private => router.layer(layer.with_private(key)),
+        }
+        .layer(sessions.lock_layer());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        TestServer {
+            addr,
+            config: self,
+            store,
+            locks,
+            probe,
+            runs,
+            sqlite,
+            task,
+        }
+    }
+}
+
+/// Locks that exclude nothing (see [`ServerBuilder::without_locks`]).
+struct NoLocks;
+
+impl SessionLocks for NoLocks {
+    fn lock(&self, _: Id) -> LockFuture<'_> {
+        Box::pin(async { Ok(SessionLockGuard::new(())) })
+    }
+}
+
+/// A running server; dropping it stops it.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// How it was built.
+    pub config: ServerBuilder,
+    /// The store both HTTP and sockets use.
+    pub store: TestStore,
+    /// The locks both HTTP and sockets use.
+    pub locks: LocalSessionLocks,
+    /// See [`HoldProbe`].
+    pub probe: Arc<HoldProbe>,
+    runs: events::Runs,
+    sqlite: Option<Sqlite>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Default configuration: plain cookies, `MemoryStore`, namespace `/` only.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            cookie: CookieMode::Plain,
+            store: StoreKind::Memory,
+            namespace: None,
+            on_gone: OnGone::default(),
+            require_session: false,
+            expiry: None,
+            latency: Duration::ZERO,
+            without_locks: false,
+        }
+    }
+
+    /// A server with the default configuration, started.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A new HTTP client with an empty cookie jar.
+    pub fn http(&self) -> Http {
+        Http::new(self.url())
+    }
+
+    /// How many bodies of the guarded events (`spend`) ran: a guard that stops a handler must
+    /// leave it unchanged.
+    pub fn runs(&self) -> usize {
+        self.runs.0.load(Ordering::SeqCst)
+    }
+
+    /// Rows of the SQLite store's table, counted by SQL (`None` for other stores).
+    pub async fn sqlite_rows(&self) -> Option<i64> {
+        Some(self.sqlite.as_ref()?.rows().await)
+    }
+}
