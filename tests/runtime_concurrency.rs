@@ -1,33 +1,26 @@
 //! "No lost updates": concurrent writers of one session, over sockets and HTTP, are
 //! serialised by the per-session lock; readers take no lock; the lock table does not leak.
 
-mod common;
-
 use std::{collections::HashSet, time::Duration};
 
-use common::{RawSocket, SocketClient, TestServer, Transport, TIMEOUT};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
+use session_harness::{TestServer, Transport, User, TIMEOUT};
 use session_runtime::{LocalSessionLocks, SessionLocks};
 use tower_sessions::session::Id;
 
 /// Store latency that makes unserialised read-modify-write lose updates (design.md).
 const LATENCY: Duration = Duration::from_millis(2);
 
-/// Fires `per_socket` incr on each of `sockets` without awaiting, plus `http` concurrent
+/// Fires `per_socket` incr on each of `sockets` new sockets of `user`'s session without
+/// awaiting, plus `http` concurrent
 /// `POST /incr`, then awaits everything; returns every count a client was told, sorted.
-async fn burst(
-    server: &TestServer,
-    cookie: &str,
-    sockets: usize,
-    per_socket: usize,
-    http: usize,
-) -> Vec<i64> {
+async fn burst(user: &User, sockets: usize, per_socket: usize, http: usize) -> Vec<i64> {
     let mut clients = Vec::new();
     for _ in 0..sockets {
-        clients.push(RawSocket::connect(server, "/", Some(cookie)).await.unwrap());
+        clients.push(user.raw_socket().await);
     }
-    let client = server.http_with_cookie(cookie);
+    let client = user.http.clone();
     let http_incrs: Vec<_> = (0..http)
         .map(|_| {
             let client = client.clone();
@@ -54,15 +47,14 @@ async fn burst(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_sockets_and_http_increment_concurrently_without_losing_an_update() {
     let server = TestServer::builder().latency(LATENCY).start().await;
-    let http = server.http();
-    http.login("alice").await;
+    let alice = server.login("alice").await;
 
-    let counts = burst(&server, &http.cookie_header(), 4, 100, 50).await;
+    let counts = burst(&alice, 4, 100, 50).await;
     // Serialised: each writer saw the previous one's result, so every count from 1 to 450
     // was handed out exactly once.
     assert_eq!(counts, (1..=450).collect::<Vec<_>>());
     assert_eq!(
-        http.session().await,
+        alice.http.session().await,
         json!({ "user": "alice", "count": 450 })
     );
     assert!(
@@ -81,12 +73,11 @@ async fn without_the_lock_the_same_burst_loses_updates() {
         .without_locks()
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
+    let alice = server.login("alice").await;
 
-    let counts = burst(&server, &http.cookie_header(), 2, 50, 10).await;
+    let counts = burst(&alice, 2, 50, 10).await;
     let distinct: HashSet<_> = counts.iter().collect();
-    let count = http.session().await["count"].as_i64().unwrap();
+    let count = alice.http.session().await["count"].as_i64().unwrap();
     assert!(
         count < 110 && distinct.len() < 110,
         "no update lost without locks ({count}): the burst does not race"
@@ -96,15 +87,11 @@ async fn without_the_lock_the_same_burst_loses_updates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_and_websocket_clients_share_the_lock() {
     let server = TestServer::builder().latency(LATENCY).start().await;
-    let http = server.http();
-    http.login("alice").await;
-    let cookie = http.cookie_header();
+    let alice = server.login("alice").await;
     // rust_socketio awaits one ack at a time, so its clients run concurrent loops instead.
     let mut loops = Vec::new();
     for transport in Transport::ALL {
-        let socket = SocketClient::connect(&server, "/", transport, Some(&cookie))
-            .await
-            .unwrap();
+        let socket = alice.socket(transport).await;
         loops.push(tokio::spawn(async move {
             let mut counts = Vec::new();
             for _ in 0..20 {
@@ -113,7 +100,7 @@ async fn polling_and_websocket_clients_share_the_lock() {
             counts
         }));
     }
-    let burst = burst(&server, &cookie, 1, 40, 10);
+    let burst = burst(&alice, 1, 40, 10);
     let (loops, burst) = tokio::join!(join_all(loops), burst);
     let mut counts: Vec<i64> = loops
         .into_iter()
@@ -122,21 +109,14 @@ async fn polling_and_websocket_clients_share_the_lock() {
         .collect();
     counts.sort_unstable();
     assert_eq!(counts, (1..=110).collect::<Vec<_>>());
-    assert_eq!(http.session().await["count"], 110);
+    assert_eq!(alice.http.session().await["count"], 110);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readonly_takes_no_lock_while_a_writer_holds_it() {
-    let server = TestServer::builder().start().await;
-    let http = server.http();
-    http.login("alice").await;
-    let cookie = http.cookie_header();
-    let writer = RawSocket::connect(&server, "/", Some(&cookie))
-        .await
-        .unwrap();
-    let other = RawSocket::connect(&server, "/", Some(&cookie))
-        .await
-        .unwrap();
+    let server = TestServer::start().await;
+    let alice = server.login("alice").await;
+    let (writer, other) = (alice.raw_socket().await, alice.raw_socket().await);
 
     let mut hold = Box::pin(writer.emit("hold", vec![]));
     tokio::time::timeout(TIMEOUT, server.probe.entered.notified())
@@ -149,11 +129,11 @@ async fn readonly_takes_no_lock_while_a_writer_holds_it() {
         other.ack("whoami", vec![]).await,
         json!({ "user": "alice" })
     );
-    assert_eq!(http.session().await["user"], "alice");
+    assert_eq!(alice.http.session().await["user"], "alice");
     // Writers wait: a socket's and an HTTP route's.
     let mut incr = Box::pin(other.emit("incr", vec![]));
     let mut http_incr = Box::pin({
-        let http = http.clone();
+        let http = alice.http.clone();
         async move { http.incr().await }
     });
     for _ in 0..3 {
@@ -176,7 +156,7 @@ async fn readonly_takes_no_lock_while_a_writer_holds_it() {
     counts.sort_unstable();
     assert_eq!(counts, [1, 2]);
     assert_eq!(
-        http.session().await,
+        alice.http.session().await,
         json!({ "user": "alice", "count": 2 }),
         "the held writer's change is kept too"
     );
@@ -244,15 +224,12 @@ async fn cancelled_lock_waiters_leave_no_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_table_is_empty_after_real_sockets_and_http_requests() {
-    let server = TestServer::builder().start().await;
+    let server = TestServer::start().await;
     let mut sessions = Vec::new();
     for n in 0..30 {
-        let http = server.http();
-        http.login(&format!("user{n}")).await;
-        let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-            .await
-            .unwrap();
-        sessions.push((http, socket));
+        let user = server.login(&format!("user{n}")).await;
+        let socket = user.raw_socket().await;
+        sessions.push((user.http, socket));
     }
     let work = sessions.iter().map(|(http, socket)| async move {
         let acks: Vec<_> = (0..10).map(|_| socket.emit("incr", vec![])).collect();

@@ -1,47 +1,55 @@
 //! "Gone means gone": a session logged out, rotated or never issued is never written by a
 //! socket, and sockets without a valid session read nobody's data.
 
-mod common;
-
-use common::{
-    error_of, ConnectFailure, CookieMode, RawSocket, SocketClient, StoreKind, TestServer, Transport,
-};
+use futures_util::future::join_all;
 use serde_json::json;
+use session_harness::{
+    error_of, refusal, CookieMode, RawSocket, StoreKind, TestServer, Transport, HAND_WRITTEN,
+};
 use session_runtime::{OnGone, GONE_EVENT};
 use tower_sessions::session::Id;
 
+/// Every writer a socket has, with its payload: none may write a gone session.
+fn writers() -> [(&'static str, Vec<serde_json::Value>); 4] {
+    [
+        ("incr", vec![]),
+        ("login", vec![json!({ "user": "mallory" })]),
+        ("logout", vec![]),
+        ("delete", vec![]),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_http_logout_socket_writes_fail_and_nothing_is_written() {
-    let server = TestServer::builder().start().await;
-    let http = server.http();
-    http.login("alice").await;
-    let id = http.session_id().await;
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
-    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    for ns in ["/", HAND_WRITTEN] {
+        let server = TestServer::start().await;
+        let alice = server.login("alice").await;
+        let id = alice.id().await;
+        let socket = alice.raw_socket_on(ns).await;
+        assert_eq!(socket.ack("incr", vec![]).await, json!(1));
 
-    http.logout().await;
-    let writes = server.store.writes();
-    for _ in 0..2 {
-        for (event, args) in [
-            ("incr", vec![]),
-            ("login", vec![json!({ "user": "mallory" })]),
-            ("logout", vec![]),
-            ("delete", vec![]),
-        ] {
-            let ack = socket.ack(event, args).await;
-            assert!(error_of(&ack).contains("gone"), "{event}: {ack}");
+        alice.http.logout().await;
+        let writes = server.store.writes();
+        for _ in 0..2 {
+            for (event, args) in writers() {
+                let ack = socket.ack(event, args).await;
+                assert!(error_of(&ack).contains("gone"), "{ns} {event}: {ack}");
+            }
+            assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
         }
-        assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
+        assert!(
+            server.store.record(id).await.is_none(),
+            "the old id came back"
+        );
+        assert_eq!(
+            server.store.writes(),
+            writes,
+            "{ns}: a socket wrote after logout"
+        );
+        assert_eq!(server.store.record_count().await, 0);
+        let session = alice.http.session().await;
+        assert_eq!(session, json!({ "user": null, "count": 0 }));
     }
-    assert!(
-        server.store.record(id).await.is_none(),
-        "the old id came back"
-    );
-    assert_eq!(server.store.writes(), writes, "a socket wrote after logout");
-    assert_eq!(server.store.record_count().await, 0);
-    assert_eq!(http.session().await, json!({ "user": null, "count": 0 }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,15 +58,12 @@ async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
         .latency(std::time::Duration::from_millis(1))
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
-    let id = http.session_id().await;
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
+    let alice = server.login("alice").await;
+    let id = alice.id().await;
+    let socket = alice.raw_socket().await;
     let acks: Vec<_> = (0..30).map(|_| socket.emit("incr", vec![])).collect();
-    http.logout().await;
-    let acks = futures_util::future::join_all(acks).await;
+    alice.http.logout().await;
+    let acks = join_all(acks).await;
     // Whatever got in before the logout succeeded; everything after found the session gone.
     let mut counts: Vec<i64> = acks.iter().filter_map(|a| a.as_i64()).collect();
     counts.sort_unstable();
@@ -77,23 +82,17 @@ async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
 async fn expired_session_is_gone_and_never_refreshed_by_a_socket() {
     for store in [StoreKind::Memory, StoreKind::Moka, StoreKind::SqliteMemory] {
         let server = TestServer::builder().store(store).start().await;
-        let http = server.http();
-        http.login("alice").await;
-        let id = http.session_id().await;
-        let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-            .await
-            .unwrap();
+        let alice = server.login("alice").await;
+        let id = alice.id().await;
+        let socket = alice.raw_socket().await;
         assert_eq!(socket.ack("incr", vec![]).await, json!(1));
 
         server.store.expire(id).await;
         let writes = server.store.writes();
         let ack = socket.ack("incr", vec![]).await;
         assert!(error_of(&ack).contains("gone"), "{store:?}: {ack}");
-        assert_eq!(
-            socket.ack("whoami", vec![]).await,
-            json!({ "user": null }),
-            "{store:?}"
-        );
+        let whoami = socket.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": null }), "{store:?}");
         assert_eq!(
             server.store.writes(),
             writes,
@@ -109,21 +108,13 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
         .cookie(CookieMode::Signed)
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
-    let old_id = http.session_id().await;
-    let old = SocketClient::connect(
-        &server,
-        "/",
-        Transport::Websocket,
-        Some(&http.cookie_header()),
-    )
-    .await
-    .unwrap();
+    let alice = server.login("alice").await;
+    let old_id = alice.id().await;
+    let old = alice.socket(Transport::Websocket).await;
     assert_eq!(old.ack("incr", vec![]).await, json!(1));
 
-    http.login("alice").await;
-    let new_id = http.session_id().await;
+    alice.http.login("alice").await;
+    let new_id = alice.id().await;
     assert_ne!(old_id, new_id);
     let writes = server.store.writes();
     let ack = old.ack("incr", vec![]).await;
@@ -132,16 +123,10 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
     assert_eq!(server.store.writes(), writes);
     assert!(server.store.record(old_id).await.is_none());
     assert_eq!(server.store.record_count().await, 1);
-    assert_eq!(http.session().await, json!({ "user": "alice", "count": 1 }));
+    let session = alice.http.session().await;
+    assert_eq!(session, json!({ "user": "alice", "count": 1 }));
 
-    let new = SocketClient::connect(
-        &server,
-        "/",
-        Transport::Websocket,
-        Some(&http.cookie_header()),
-    )
-    .await
-    .unwrap();
+    let new = alice.socket(Transport::Websocket).await;
     assert_eq!(new.ack("incr", vec![]).await, json!(2));
 }
 
@@ -151,23 +136,20 @@ async fn login_rotation_racing_a_burst_carries_every_acknowledged_update() {
         .latency(std::time::Duration::from_millis(1))
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
-    let old_id = http.session_id().await;
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
+    let alice = server.login("alice").await;
+    let old_id = alice.id().await;
+    let socket = alice.raw_socket().await;
     let acks: Vec<_> = (0..30).map(|_| socket.emit("incr", vec![])).collect();
     // The login copies the record to a new id while socket writers queue on the old one.
-    http.login("alice").await;
-    let acks = futures_util::future::join_all(acks).await;
+    alice.http.login("alice").await;
+    let acks = join_all(acks).await;
 
     let acknowledged = acks.iter().filter(|a| a.is_i64()).count();
     for ack in acks.iter().filter(|a| !a.is_i64()) {
         assert!(error_of(ack).contains("gone"), "{ack}");
     }
     assert_eq!(
-        http.session().await,
+        alice.http.session().await,
         json!({ "user": "alice", "count": acknowledged }),
         "the new session must hold exactly the acknowledged increments"
     );
@@ -181,121 +163,102 @@ async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
         .on_gone(OnGone::disconnect())
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
-    for transport in [Transport::Websocket, Transport::Polling] {
-        let socket = SocketClient::connect(&server, "/", transport, Some(&http.cookie_header()))
-            .await
-            .unwrap();
-        assert_eq!(
-            socket.ack("whoami", vec![]).await,
-            json!({ "user": "alice" })
-        );
-        http.logout().await;
-        let writes = server.store.writes();
-        // The handler acknowledges first, then applies the policy: the client hears why.
-        let answer = socket.ack("incr", vec![]).await;
-        assert!(
-            answer["error"].as_str().is_some_and(|e| e.contains("gone")),
-            "{transport:?}: {answer}"
-        );
-        let gone = socket
-            .next_event(GONE_EVENT)
-            .await
-            .expect("no `session:gone` event");
-        assert!(gone["reason"].as_str().unwrap().contains("gone"), "{gone}");
-        assert!(
-            socket.next_event("close").await.is_some(),
-            "{transport:?}: not disconnected"
-        );
-        assert_eq!(server.store.writes(), writes);
-        assert_eq!(server.store.record_count().await, 0);
-        http.login("alice").await;
+    let alice = server.login("alice").await;
+    for ns in ["/", HAND_WRITTEN] {
+        for transport in [Transport::Websocket, Transport::Polling] {
+            let socket = alice.socket_on(ns, transport).await;
+            let whoami = socket.ack("whoami", vec![]).await;
+            assert_eq!(whoami, json!({ "user": "alice" }));
+            alice.http.logout().await;
+            let writes = server.store.writes();
+            // The handler acknowledges first, then applies the policy: the client hears why.
+            let answer = socket.ack("incr", vec![]).await;
+            assert!(
+                error_of(&answer).contains("gone"),
+                "{ns} {transport:?}: {answer}"
+            );
+            let gone = socket.next_event(GONE_EVENT).await;
+            let gone = gone.expect("no `session:gone` event");
+            assert!(gone["reason"].as_str().unwrap().contains("gone"), "{gone}");
+            let closed = socket.next_event("close").await;
+            assert!(closed.is_some(), "{ns} {transport:?}: not disconnected");
+            assert_eq!(server.store.writes(), writes);
+            assert_eq!(server.store.record_count().await, 0);
+            alice.http.login("alice").await;
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_without_cookie_reads_nobody_and_cannot_write() {
-    let server = TestServer::builder().start().await;
-    server.http().login("alice").await;
+    let server = TestServer::start().await;
+    server.login("alice").await;
     let writes = server.store.writes();
-    let socket = RawSocket::connect(&server, "/", None).await.unwrap();
+    let socket = RawSocket::connect(&server.url(), "/", None).await.unwrap();
     assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
     assert!(socket.ack("peek", vec![]).await["error"].is_string());
-    let ack = socket.ack("incr", vec![]).await;
-    assert!(error_of(&ack).contains("no session"), "{ack}");
-    let ack = socket
-        .ack("login", vec![json!({ "user": "mallory" })])
-        .await;
-    assert!(error_of(&ack).contains("no session"), "{ack}");
+    for (event, args) in [
+        ("incr", vec![]),
+        ("login", vec![json!({ "user": "mallory" })]),
+    ] {
+        let ack = socket.ack(event, args).await;
+        assert!(error_of(&ack).contains("no session"), "{event}: {ack}");
+    }
     assert_eq!(server.store.writes(), writes);
     assert_eq!(server.store.record_count().await, 1);
 }
 
 /// Cookies a forger can make: an unknown id, garbage, or (for signed/private cookies) a
 /// real id without the server's signature, and a tampered signature.
-async fn forged_cookies_read_nobody_and_write_nothing(mode: CookieMode) {
-    let server = TestServer::builder().cookie(mode).start().await;
-    let alice = server.http();
-    alice.login("alice").await;
-    alice.incr().await;
-    let alice_id = alice.session_id().await;
-    let real = alice.cookie_header();
-    let value = real.strip_prefix("id=").expect("cookie named `id`");
-    let mut tampered = value.to_owned();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_cookies_read_nobody_and_write_nothing() {
+    for mode in [CookieMode::Plain, CookieMode::Signed, CookieMode::Private] {
+        let server = TestServer::builder().cookie(mode).start().await;
+        let alice = server.login("alice").await;
+        alice.http.incr().await;
+        let alice_id = alice.id().await;
+        let real = alice.cookie();
+        let value = real.strip_prefix("id=").expect("cookie named `id`");
+        let mut tampered = value.to_owned();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
 
-    let mut forged = vec![
-        format!("id={}", Id::default()),
-        "id=not-an-id".to_owned(),
-        format!("id={tampered}"),
-    ];
-    if mode != CookieMode::Plain {
-        forged.push(format!("id={alice_id}"));
-    }
-    let writes = server.store.writes();
-    for cookie in forged {
-        let socket = RawSocket::connect(&server, "/", Some(&cookie))
-            .await
-            .unwrap();
+        let mut forged = vec![
+            format!("id={}", Id::default()),
+            "id=not-an-id".to_owned(),
+            format!("id={tampered}"),
+        ];
+        if mode != CookieMode::Plain {
+            forged.push(format!("id={alice_id}"));
+        }
+        let writes = server.store.writes();
+        for cookie in forged {
+            let socket = RawSocket::connect(&server.url(), "/", Some(&cookie))
+                .await
+                .unwrap();
+            let whoami = socket.ack("whoami", vec![]).await;
+            assert_eq!(whoami, json!({ "user": null }), "{mode:?} {cookie}");
+            let ack = socket.ack("incr", vec![]).await;
+            let message = error_of(&ack);
+            assert!(
+                message.contains("gone") || message.contains("no session"),
+                "{mode:?} {cookie}: {ack}"
+            );
+            error_of(
+                &socket
+                    .ack("login", vec![json!({ "user": "mallory" })])
+                    .await,
+            );
+        }
         assert_eq!(
-            socket.ack("whoami", vec![]).await,
-            json!({ "user": null }),
-            "{cookie}"
+            server.store.writes(),
+            writes,
+            "{mode:?}: a forged cookie wrote"
         );
-        let ack = socket.ack("incr", vec![]).await;
-        let message = error_of(&ack);
-        assert!(
-            message.contains("gone") || message.contains("no session"),
-            "{cookie}: {ack}"
-        );
-        let ack = socket
-            .ack("login", vec![json!({ "user": "mallory" })])
-            .await;
-        error_of(&ack);
+        assert_eq!(server.store.record_count().await, 1);
+        let session = alice.http.session().await;
+        assert_eq!(session, json!({ "user": "alice", "count": 1 }), "{mode:?}");
     }
-    assert_eq!(server.store.writes(), writes, "a forged cookie wrote");
-    assert_eq!(server.store.record_count().await, 1);
-    assert_eq!(
-        alice.session().await,
-        json!({ "user": "alice", "count": 1 })
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_plain_cookies_read_nobody_and_write_nothing() {
-    forged_cookies_read_nobody_and_write_nothing(CookieMode::Plain).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_signed_cookies_read_nobody_and_write_nothing() {
-    forged_cookies_read_nobody_and_write_nothing(CookieMode::Signed).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_private_cookies_read_nobody_and_write_nothing() {
-    forged_cookies_read_nobody_and_write_nothing(CookieMode::Private).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,45 +268,29 @@ async fn require_session_refuses_sockets_without_a_valid_session_and_says_why() 
         .namespace("/admin")
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
+    let alice = server.login("alice").await;
     let unknown = format!("id={}", Id::default());
+    let url = server.url();
 
     for ns in ["/", "/admin"] {
         for cookie in [None, Some(unknown.as_str())] {
-            match RawSocket::connect(&server, ns, cookie).await {
-                Err(ConnectFailure::Refused(message)) => {
-                    assert!(message.contains("no session"), "{ns} {cookie:?}: {message}")
-                }
-                Err(other) => panic!("{ns} {cookie:?}: expected a connect_error, got {other:?}"),
-                Ok(_) => panic!("{ns} {cookie:?}: connected without a valid session"),
-            }
+            let message = refusal(RawSocket::connect(&url, ns, cookie).await);
+            assert!(message.contains("no session"), "{ns} {cookie:?}: {message}");
         }
         // rust_socketio sees the same refusal, on both transports.
         for transport in [Transport::Websocket, Transport::Polling] {
-            match SocketClient::connect(&server, ns, transport, None).await {
-                Err(ConnectFailure::Refused(message)) => {
-                    assert!(message.contains("no session"), "{transport:?}: {message}")
-                }
-                Err(other) => panic!("{transport:?}: expected a connect_error, got {other:?}"),
-                Ok(_) => panic!("{transport:?}: connected without a session"),
-            }
+            let attempt = session_harness::SocketClient::connect(&url, ns, transport, None).await;
+            let message = refusal(attempt);
+            assert!(message.contains("no session"), "{transport:?}: {message}");
         }
-        let socket = RawSocket::connect(&server, ns, Some(&http.cookie_header()))
-            .await
-            .unwrap();
-        assert_eq!(
-            socket.ack("whoami", vec![]).await,
-            json!({ "user": "alice" })
-        );
+        let socket = alice.raw_socket_on(ns).await;
+        let whoami = socket.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": "alice" }));
     }
 
     // A session logged out is refused too.
-    let cookie = http.cookie_header();
-    http.logout().await;
-    assert!(matches!(
-        RawSocket::connect(&server, "/", Some(&cookie)).await,
-        Err(ConnectFailure::Refused(_))
-    ));
+    let cookie = alice.cookie();
+    alice.http.logout().await;
+    refusal(RawSocket::connect(&url, "/", Some(&cookie)).await);
     assert_eq!(server.store.record_count().await, 0);
 }

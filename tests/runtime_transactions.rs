@@ -2,72 +2,78 @@
 //! succeeds, only if something changed; a failure of the handler or of the store writes
 //! nothing, reaches the client as `{"error": ..}`, and leaves the socket working.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{error_of, RawSocket, SocketClient, TestServer, Transport, INJECTED_FAILURE};
 use serde_json::json;
+use session_harness::{
+    error_of, ConnectFailure, RawSocket, TestServer, Transport, User, HAND_WRITTEN,
+    INJECTED_FAILURE, TIMEOUT,
+};
 use tower_sessions::{cookie::time::OffsetDateTime, Expiry};
 
-/// A server with alice logged in over HTTP and one socket of her session, at `count == 2`.
-async fn alice_at_two() -> (TestServer, common::Http, RawSocket) {
-    let server = TestServer::builder().start().await;
-    let http = server.http();
-    http.login("alice").await;
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
+/// The namespaces whose handlers must keep every transactional rule: `#[with_session]`'s and
+/// the hand-written `SessionHandle` ones.
+const BOTH: [&str; 2] = ["/", HAND_WRITTEN];
+
+/// A server with alice logged in over HTTP and one socket of her session on `ns`, at
+/// `count == 2`.
+async fn alice_at_two(ns: &str) -> (TestServer, User, RawSocket) {
+    let server = TestServer::start().await;
+    let alice = server.login("alice").await;
+    let socket = alice.raw_socket_on(ns).await;
     assert_eq!(socket.ack("incr", vec![]).await, json!(1));
     assert_eq!(socket.ack("incr", vec![]).await, json!(2));
-    (server, http, socket)
+    (server, alice, socket)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_returning_err_after_writing_saves_nothing() {
-    let (server, http, socket) = alice_at_two().await;
-    let writes = server.store.writes();
-    let ack = socket.ack("fail_after_write", vec![]).await;
-    assert!(error_of(&ack).contains("deliberate failure"), "{ack}");
-    assert_eq!(
-        server.store.writes(),
-        writes,
-        "a failed handler must not save"
-    );
-    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
-    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+    for ns in BOTH {
+        let (server, alice, socket) = alice_at_two(ns).await;
+        let writes = server.store.writes();
+        let ack = socket.ack("fail_after_write", vec![]).await;
+        assert!(error_of(&ack).contains("deliberate failure"), "{ns}: {ack}");
+        assert_eq!(
+            server.store.writes(),
+            writes,
+            "{ns}: a failed handler saved"
+        );
+        assert_eq!(
+            alice.http.session().await,
+            json!({ "user": "alice", "count": 2 })
+        );
+        assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_panicking_after_writing_saves_nothing_and_the_server_keeps_serving() {
-    let (server, http, socket) = alice_at_two().await;
-    let writes = server.store.writes();
-    let ack = socket.ack("panic_after_write", vec![]).await;
-    assert!(error_of(&ack).contains("panicked"), "{ack}");
-    assert_eq!(
-        server.store.writes(),
-        writes,
-        "a panicking handler must not save"
-    );
-    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
-    // The lock was released, the same socket and new ones keep working.
-    assert!(server.locks.is_empty());
-    assert_eq!(socket.ack("incr", vec![]).await, json!(3));
-    let other = SocketClient::connect(
-        &server,
-        "/",
-        Transport::Polling,
-        Some(&http.cookie_header()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(other.ack("incr", vec![]).await, json!(4));
-    assert_eq!(http.incr().await, 5);
+    for ns in BOTH {
+        let (server, alice, socket) = alice_at_two(ns).await;
+        let writes = server.store.writes();
+        let ack = socket.ack("panic_after_write", vec![]).await;
+        assert!(error_of(&ack).contains("panicked"), "{ns}: {ack}");
+        assert_eq!(
+            server.store.writes(),
+            writes,
+            "{ns}: a panicking handler saved"
+        );
+        assert_eq!(
+            alice.http.session().await,
+            json!({ "user": "alice", "count": 2 })
+        );
+        // The lock was released, the same socket and new ones keep working.
+        assert!(server.locks.is_empty());
+        assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+        let other = alice.socket_on(ns, Transport::Polling).await;
+        assert_eq!(other.ack("incr", vec![]).await, json!(4));
+        assert_eq!(alice.http.incr().await, 5);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_session_causes_no_save() {
-    let (server, _http, socket) = alice_at_two().await;
+    let (server, _alice, socket) = alice_at_two("/").await;
     let (saves, loads) = (server.store.saves(), server.store.loads());
     for _ in 0..3 {
         assert_eq!(
@@ -95,12 +101,9 @@ async fn on_inactivity_expiry_moves_forward_when_a_socket_saves() {
         .expiry(Expiry::OnInactivity(inactivity))
         .start()
         .await;
-    let http = server.http();
-    http.login("alice").await;
-    let id = http.session_id().await;
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
+    let alice = server.login("alice").await;
+    let id = alice.id().await;
+    let socket = alice.raw_socket().await;
     let before = server.store.record(id).await.unwrap().expiry_date;
 
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -122,7 +125,7 @@ async fn on_inactivity_expiry_moves_forward_when_a_socket_saves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_store_saves_give_an_error_ack_and_the_socket_recovers() {
-    let (server, http, socket) = alice_at_two().await;
+    let (server, alice, socket) = alice_at_two("/").await;
     server.store.fail_writes(true);
     for (event, args) in [("incr", vec![]), ("login", vec![json!({ "user": "bob" })])] {
         let ack = socket.ack(event, args).await;
@@ -139,14 +142,17 @@ async fn failing_store_saves_give_an_error_ack_and_the_socket_recovers() {
     );
     server.store.fail_writes(false);
 
-    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    assert_eq!(
+        alice.http.session().await,
+        json!({ "user": "alice", "count": 2 })
+    );
     assert!(server.locks.is_empty());
     assert_eq!(socket.ack("incr", vec![]).await, json!(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
-    let (server, http, socket) = alice_at_two().await;
+    let (server, alice, socket) = alice_at_two("/").await;
     let writes = server.store.writes();
     server.store.fail_loads(true);
     for event in ["whoami", "incr", "peek", "fail_after_write"] {
@@ -158,12 +164,15 @@ async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
         );
     }
     // The HTTP side, too, answers with an error instead of writing.
-    let (status, body) = http.request(reqwest::Method::POST, "/incr", None).await;
+    let (status, body) = alice.http.raw("POST", "/incr", None).await;
     assert_ne!(status, 200, "{body}");
     server.store.fail_loads(false);
 
     assert_eq!(server.store.writes(), writes, "nothing half-written");
-    assert_eq!(http.session().await, json!({ "user": "alice", "count": 2 }));
+    assert_eq!(
+        alice.http.session().await,
+        json!({ "user": "alice", "count": 2 })
+    );
     assert_eq!(
         socket.ack("whoami", vec![]).await,
         json!({ "user": "alice" })
@@ -174,7 +183,7 @@ async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failing_mid_burst_loses_no_acknowledged_update() {
-    let (server, http, socket) = alice_at_two().await;
+    let (server, alice, socket) = alice_at_two("/").await;
     server.store.set_latency(Duration::from_millis(1));
     let acks: Vec<_> = (0..40).map(|_| socket.emit("incr", vec![])).collect();
     // Fail in the middle of the burst, then recover. Writers are serialised, so four loads
@@ -201,35 +210,35 @@ async fn store_failing_mid_burst_loses_no_acknowledged_update() {
     let mut sorted = succeeded.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, expected);
-    assert_eq!(http.session().await["count"], json!(2 + succeeded.len()));
+    assert_eq!(
+        alice.http.session().await["count"],
+        json!(2 + succeeded.len())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_session_with_a_failing_store_refuses_with_a_store_error() {
     let server = TestServer::builder().require_session().start().await;
-    let http = server.http();
-    http.login("alice").await;
+    let alice = server.login("alice").await;
     server.store.fail_loads(true);
-    match RawSocket::connect(&server, "/", Some(&http.cookie_header())).await {
-        Err(common::ConnectFailure::Refused(message)) => {
+    match RawSocket::connect(&server.url(), "/", Some(&alice.cookie())).await {
+        Err(ConnectFailure::Refused(message)) => {
             assert!(message.contains("store"), "{message}")
         }
         Err(other) => panic!("expected a connect_error, got {other:?}"),
         Ok(_) => panic!("connected although the store is failing"),
     }
     server.store.fail_loads(false);
-    let socket = RawSocket::connect(&server, "/", Some(&http.cookie_header()))
-        .await
-        .unwrap();
+    let socket = alice.raw_socket().await;
     assert_eq!(
         socket.ack("whoami", vec![]).await,
         json!({ "user": "alice" })
     );
 }
 
-/// Polls `done` every millisecond, for at most [`common::TIMEOUT`].
+/// Polls `done` every millisecond, for at most [`TIMEOUT`].
 async fn wait_until(done: impl Fn() -> bool) {
-    tokio::time::timeout(common::TIMEOUT, async {
+    tokio::time::timeout(TIMEOUT, async {
         while !done() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
