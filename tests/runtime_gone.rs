@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 use serde_json::json;
 use session_harness::{
-    error_of, refusal, CookieMode, RawSocket, StoreKind, TestServer, Transport, HAND_WRITTEN,
+    error_of, refusal, CookieMode, RawSocket, StoreKind, TestServer, Transport, User, HAND_WRITTEN,
 };
 use session_runtime::{OnGone, GONE_EVENT};
 use tower_sessions::session::Id;
@@ -52,8 +52,10 @@ async fn after_http_logout_socket_writes_fail_and_nothing_is_written() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
+/// 30 `incr` in flight on a socket of alice's session while HTTP logs her out or in again
+/// (`action`); every ack that is not a count says the session is gone. Returns the server,
+/// alice, the id her socket holds, and the acks.
+async fn burst_racing(action: &str) -> (TestServer, User, Id, Vec<serde_json::Value>) {
     let server = TestServer::builder()
         .latency(std::time::Duration::from_millis(1))
         .start()
@@ -62,20 +64,43 @@ async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
     let id = alice.id().await;
     let socket = alice.raw_socket().await;
     let acks: Vec<_> = (0..30).map(|_| socket.emit("incr", vec![])).collect();
-    alice.http.logout().await;
+    // A login copies the record to a new id while socket writers queue on the old one.
+    match action {
+        "logout" => alice.http.logout().await,
+        _ => alice.http.login("alice").await,
+    };
     let acks = join_all(acks).await;
+    for ack in acks.iter().filter(|a| !a.is_i64()) {
+        assert!(error_of(ack).contains("gone"), "{action}: {ack}");
+    }
+    (server, alice, id, acks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_racing_a_burst_of_socket_writes_is_never_undone() {
+    let (server, _alice, id, acks) = burst_racing("logout").await;
     // Whatever got in before the logout succeeded; everything after found the session gone.
     let mut counts: Vec<i64> = acks.iter().filter_map(|a| a.as_i64()).collect();
     counts.sort_unstable();
     assert_eq!(counts, (1..=counts.len() as i64).collect::<Vec<_>>());
-    for ack in acks.iter().filter(|a| !a.is_i64()) {
-        assert!(error_of(ack).contains("gone"), "{ack}");
-    }
     assert!(
         server.store.record(id).await.is_none(),
         "the logout was undone"
     );
     assert_eq!(server.store.record_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_rotation_racing_a_burst_carries_every_acknowledged_update() {
+    let (server, alice, old_id, acks) = burst_racing("login").await;
+    let acknowledged = acks.iter().filter(|a| a.is_i64()).count();
+    assert_eq!(
+        alice.http.session().await,
+        json!({ "user": "alice", "count": acknowledged }),
+        "the new session must hold exactly the acknowledged increments"
+    );
+    assert!(server.store.record(old_id).await.is_none());
+    assert_eq!(server.store.record_count().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,33 +153,6 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
 
     let new = alice.socket(Transport::Websocket).await;
     assert_eq!(new.ack("incr", vec![]).await, json!(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_rotation_racing_a_burst_carries_every_acknowledged_update() {
-    let server = TestServer::builder()
-        .latency(std::time::Duration::from_millis(1))
-        .start()
-        .await;
-    let alice = server.login("alice").await;
-    let old_id = alice.id().await;
-    let socket = alice.raw_socket().await;
-    let acks: Vec<_> = (0..30).map(|_| socket.emit("incr", vec![])).collect();
-    // The login copies the record to a new id while socket writers queue on the old one.
-    alice.http.login("alice").await;
-    let acks = join_all(acks).await;
-
-    let acknowledged = acks.iter().filter(|a| a.is_i64()).count();
-    for ack in acks.iter().filter(|a| !a.is_i64()) {
-        assert!(error_of(ack).contains("gone"), "{ack}");
-    }
-    assert_eq!(
-        alice.http.session().await,
-        json!({ "user": "alice", "count": acknowledged }),
-        "the new session must hold exactly the acknowledged increments"
-    );
-    assert!(server.store.record(old_id).await.is_none());
-    assert_eq!(server.store.record_count().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

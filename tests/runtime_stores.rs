@@ -6,7 +6,17 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use session_harness::{error_of, CookieMode, StoreKind, TestServer, Transport};
+use session_harness::{error_of, CookieMode, RawSocket, StoreKind, TestServer, Transport, User};
+
+/// A server on `store` with alice logged in and a socket of her session. The output of a
+/// failing test names the store.
+async fn alice_on(store: StoreKind) -> (TestServer, User, RawSocket) {
+    eprintln!("store: {store:?}");
+    let server = TestServer::builder().store(store).start().await;
+    let alice = server.login("alice").await;
+    let socket = alice.raw_socket().await;
+    (server, alice, socket)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_session_on_every_transport_and_namespace() {
@@ -42,10 +52,7 @@ async fn same_session_on_every_transport_and_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_socket_see_each_others_last_write() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder().store(store).start().await;
-        let alice = server.login("alice").await;
-        let socket = alice.raw_socket().await;
+        let (_server, alice, socket) = alice_on(store).await;
         for round in 0..3 {
             assert_eq!(alice.http.incr().await, 2 * round + 1);
             assert_eq!(socket.ack("incr", vec![]).await, json!(2 * round + 2));
@@ -59,10 +66,7 @@ async fn http_and_socket_see_each_others_last_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_or_unchanged_handlers_save_nothing() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder().store(store).start().await;
-        let alice = server.login("alice").await;
-        let socket = alice.raw_socket().await;
+        let (server, alice, socket) = alice_on(store).await;
         assert_eq!(socket.ack("incr", vec![]).await, json!(1));
         let saves = server.store.saves();
         error_of(&socket.ack("fail_after_write", vec![]).await);
@@ -80,11 +84,8 @@ async fn failed_or_unchanged_handlers_save_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_or_logged_out_sessions_are_never_written_back() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder().store(store).start().await;
-        let alice = server.login("alice").await;
+        let (server, alice, first) = alice_on(store).await;
         let first_id = alice.id().await;
-        let first = alice.raw_socket().await;
         alice.http.login("alice").await; // rotates the id
         let second = alice.raw_socket().await;
         let second_id = alice.id().await;
@@ -117,14 +118,9 @@ async fn rotated_or_logged_out_sessions_are_never_written_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_socket_and_http_writers_lose_no_update() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder()
-            .store(store)
-            .latency(Duration::from_millis(1))
-            .start()
-            .await;
-        let alice = server.login("alice").await;
-        let (a, b) = (alice.raw_socket().await, alice.raw_socket().await);
+        let (server, alice, a) = alice_on(store).await;
+        server.store.set_latency(Duration::from_millis(1));
+        let b = alice.raw_socket().await;
         let sockets: Vec<_> = (0..50)
             .flat_map(|_| [a.emit("incr", vec![]), b.emit("incr", vec![])])
             .collect();
@@ -142,10 +138,7 @@ async fn concurrent_socket_and_http_writers_lose_no_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failures_are_error_acks_and_the_socket_recovers() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder().store(store).start().await;
-        let alice = server.login("alice").await;
-        let socket = alice.raw_socket().await;
+        let (server, alice, socket) = alice_on(store).await;
         assert_eq!(socket.ack("incr", vec![]).await, json!(1));
         server.store.fail_writes(true);
         assert!(error_of(&socket.ack("incr", vec![]).await).contains("store"));

@@ -26,48 +26,32 @@ async fn alice_at_two(ns: &str) -> (TestServer, User, RawSocket) {
     (server, alice, socket)
 }
 
+/// A handler that writes, then returns `Err` or panics: nothing it wrote is saved, the client
+/// hears why, the lock is released and the session keeps working, on both namespaces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_returning_err_after_writing_saves_nothing() {
+async fn handler_failing_after_writing_saves_nothing_and_the_server_keeps_serving() {
     for ns in BOTH {
-        let (server, alice, socket) = alice_at_two(ns).await;
-        let writes = server.store.writes();
-        let ack = socket.ack("fail_after_write", vec![]).await;
-        assert!(error_of(&ack).contains("deliberate failure"), "{ns}: {ack}");
-        assert_eq!(
-            server.store.writes(),
-            writes,
-            "{ns}: a failed handler saved"
-        );
-        assert_eq!(
-            alice.http.session().await,
-            json!({ "user": "alice", "count": 2 })
-        );
-        assert_eq!(socket.ack("incr", vec![]).await, json!(3));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_panicking_after_writing_saves_nothing_and_the_server_keeps_serving() {
-    for ns in BOTH {
-        let (server, alice, socket) = alice_at_two(ns).await;
-        let writes = server.store.writes();
-        let ack = socket.ack("panic_after_write", vec![]).await;
-        assert!(error_of(&ack).contains("panicked"), "{ns}: {ack}");
-        assert_eq!(
-            server.store.writes(),
-            writes,
-            "{ns}: a panicking handler saved"
-        );
-        assert_eq!(
-            alice.http.session().await,
-            json!({ "user": "alice", "count": 2 })
-        );
-        // The lock was released, the same socket and new ones keep working.
-        assert!(server.locks.is_empty());
-        assert_eq!(socket.ack("incr", vec![]).await, json!(3));
-        let other = alice.socket_on(ns, Transport::Polling).await;
-        assert_eq!(other.ack("incr", vec![]).await, json!(4));
-        assert_eq!(alice.http.incr().await, 5);
+        for (event, says) in [
+            ("fail_after_write", "deliberate failure"),
+            ("panic_after_write", "panicked"),
+        ] {
+            let (server, alice, socket) = alice_at_two(ns).await;
+            let writes = server.store.writes();
+            let ack = socket.ack(event, vec![]).await;
+            assert!(error_of(&ack).contains(says), "{ns} {event}: {ack}");
+            assert_eq!(server.store.writes(), writes, "{ns} {event}: saved");
+            let session = alice.http.session().await;
+            assert_eq!(
+                session,
+                json!({ "user": "alice", "count": 2 }),
+                "{ns} {event}"
+            );
+            assert!(server.locks.is_empty());
+            assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+            let other = alice.socket_on(ns, Transport::Polling).await;
+            assert_eq!(other.ack("incr", vec![]).await, json!(4));
+            assert_eq!(alice.http.incr().await, 5);
+        }
     }
 }
 

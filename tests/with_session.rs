@@ -7,19 +7,21 @@
 use std::time::Duration;
 
 use serde_json::json;
-use session_harness::{error_of, refusal, server::MEMBERS, TestServer, Transport, User};
+use session_harness::{
+    error_of, refusal, server::MEMBERS, SocketClient, TestServer, Transport, User,
+};
 
-/// A server, and a visitor whose fresh session holds `values` (JSON texts).
-async fn visitor(values: &[(&str, &str)]) -> (TestServer, User) {
+/// A server, a visitor whose fresh session holds `values` (JSON texts), and a socket of it.
+async fn visitor(values: &[(&str, &str)]) -> (TestServer, User, SocketClient) {
     let server = TestServer::start().await;
     let visitor = server.visitor(values).await;
-    (server, visitor)
+    let socket = visitor.socket(Transport::Websocket).await;
+    (server, visitor, socket)
 }
 
 #[tokio::test]
 async fn the_ack_comes_after_the_save() {
-    let (server, visitor) = visitor(&[("count", "41")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("count", "41")]).await;
 
     assert_eq!(socket.ack("incr", vec![]).await, json!(42));
     // The client heard 42: the store already holds it.
@@ -28,8 +30,7 @@ async fn the_ack_comes_after_the_save() {
 
 #[tokio::test]
 async fn require_stops_the_handler_before_its_body() {
-    let (server, visitor) = visitor(&[("balance", "10")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("balance", "10")]).await;
     let saves = server.store.saves();
 
     for (event, args) in [("spend", vec![json!(5)]), ("member", vec![])] {
@@ -47,8 +48,7 @@ async fn require_stops_the_handler_before_its_body() {
 
 #[tokio::test]
 async fn an_err_saves_nothing() {
-    let (server, visitor) = visitor(&[("user", "\"alice\""), ("balance", "10")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("user", "\"alice\""), ("balance", "10")]).await;
 
     assert_eq!(socket.ack("spend", vec![json!(4)]).await, json!(6));
     let saves = server.store.saves();
@@ -62,8 +62,7 @@ async fn an_err_saves_nothing() {
 
 #[tokio::test]
 async fn readonly_never_writes() {
-    let (server, visitor) = visitor(&[("user", "\"alice\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, _visitor, socket) = visitor(&[("user", "\"alice\"")]).await;
     let saves = server.store.saves();
 
     assert_eq!(socket.ack("member", vec![]).await, json!("alice"));
@@ -72,8 +71,7 @@ async fn readonly_never_writes() {
 
 #[tokio::test]
 async fn a_bad_payload_is_answered_and_touches_nothing() {
-    let (server, visitor) = visitor(&[("user", "\"alice\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, _visitor, socket) = visitor(&[("user", "\"alice\"")]).await;
     let loads = server.store.loads();
 
     let answer = socket.ack("spend", vec![json!("a lot")]).await;
@@ -86,8 +84,7 @@ async fn a_bad_payload_is_answered_and_touches_nothing() {
 
 #[tokio::test]
 async fn session_data_is_written_back() {
-    let (server, visitor) = visitor(&[("user", "\"alice\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("user", "\"alice\"")]).await;
 
     assert_eq!(socket.ack("add", vec![json!("tea")]).await, json!(1));
     assert_eq!(socket.ack("add", vec![json!("milk")]).await, json!(2));
@@ -97,8 +94,7 @@ async fn session_data_is_written_back() {
 
 #[tokio::test]
 async fn session_data_that_does_not_read_fails_and_writes_nothing() {
-    let (server, visitor) = visitor(&[("cart", "42")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("cart", "42")]).await;
     let saves = server.store.saves();
 
     let answer = socket.ack("add", vec![json!("tea")]).await;
@@ -110,8 +106,7 @@ async fn session_data_that_does_not_read_fails_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_unit_handler_acknowledges_by_itself() {
-    let (server, visitor) = visitor(&[("user", "\"alice\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("user", "\"alice\"")]).await;
 
     let ack = socket.ack("note", vec![json!("hello")]).await;
     assert_eq!(ack, json!({ "noted": true }));
@@ -148,8 +143,7 @@ async fn connect_refuses_sockets_that_fail_the_guard() {
 
 #[tokio::test]
 async fn every_event_reloads_what_http_wrote_in_between() {
-    let (_server, visitor) = visitor(&[("count", "1")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (_server, visitor, socket) = visitor(&[("count", "1")]).await;
 
     assert_eq!(socket.ack("incr", vec![]).await, json!(2));
     visitor.http.set(&[("count", "100")]).await;
@@ -158,8 +152,7 @@ async fn every_event_reloads_what_http_wrote_in_between() {
 
 #[tokio::test]
 async fn an_early_return_still_saves_before_the_ack() {
-    let (server, visitor) = visitor(&[("label", "\"ten\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("label", "\"ten\"")]).await;
     let saves = server.store.saves();
 
     assert_eq!(socket.ack("tally", vec![json!("early")]).await, json!(7));
@@ -173,8 +166,7 @@ async fn an_early_return_still_saves_before_the_ack() {
 
 #[tokio::test]
 async fn an_error_through_question_mark_saves_nothing_and_is_answered() {
-    let (server, visitor) = visitor(&[("label", "\"ten\"")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("label", "\"ten\"")]).await;
     let saves = server.store.saves();
 
     let answer = socket.ack("tally", vec![json!("late")]).await;
@@ -186,8 +178,7 @@ async fn an_error_through_question_mark_saves_nothing_and_is_answered() {
 
 #[tokio::test]
 async fn a_panic_saves_nothing_is_answered_and_the_socket_goes_on() {
-    let (server, visitor) = visitor(&[("count", "5")]).await;
-    let socket = visitor.socket(Transport::Websocket).await;
+    let (server, visitor, socket) = visitor(&[("count", "5")]).await;
     let saves = server.store.saves();
 
     let ack = socket.ack("panic_after_write", vec![]).await;

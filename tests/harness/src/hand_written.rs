@@ -12,7 +12,7 @@ use std::{fmt, sync::Arc};
 use serde_json::{json, Value};
 use session_runtime::{SessionError, SessionHandle};
 use session_workspace::protocol::parse_user;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use crate::events::{scribble, BoxError, HoldProbe};
 
@@ -110,32 +110,24 @@ pub fn register(socket: &SocketRef) {
             .await;
         reply(&handle, ack, result);
     });
-    socket.on(
-        "fail_after_write",
-        async |handle: SessionHandle, ack: AckSender| {
-            let result = handle
-                .autosave(async |session| {
-                    scribble(&session)?;
-                    Err::<(), BoxError>("deliberate failure after writing".into())
-                })
-                .await;
-            reply(&handle, ack, result);
-        },
-    );
-    socket.on(
-        "panic_after_write",
-        async |handle: SessionHandle, ack: AckSender| {
-            let result = handle
-                .autosave(async |session| {
-                    scribble(&session)?;
-                    panic!("deliberate panic after writing");
-                    #[allow(unreachable_code)]
-                    Ok::<_, SessionError>(())
-                })
-                .await;
-            reply(&handle, ack, result);
-        },
-    );
+    // One handler for both: they differ only in how the body fails after writing.
+    for event in ["fail_after_write", "panic_after_write"] {
+        socket.on(
+            event,
+            async |handle: SessionHandle, Event(name): Event, ack: AckSender| {
+                let result = handle
+                    .autosave(async |session| {
+                        scribble(&session)?;
+                        if name == "panic_after_write" {
+                            panic!("deliberate panic after writing");
+                        }
+                        Err::<(), BoxError>("deliberate failure after writing".into())
+                    })
+                    .await;
+                reply(&handle, ack, result);
+            },
+        );
+    }
     socket.on(
         "hold",
         async |handle: SessionHandle, State(probe): State<Arc<HoldProbe>>, ack: AckSender| {

@@ -1,6 +1,7 @@
-use session_runtime::{with_session, Session, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+#[path = "../support.rs"]
+mod support;
+
+use session_runtime::{with_session, Session};
 
 #[derive(Debug)]
 struct Refused;
@@ -12,10 +13,5 @@ async fn incr(session: Session) -> Result<i64, Refused> {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| socket.on("incr", incr)),
-    );
+    support::serve(|socket| socket.on("incr", incr));
 }

@@ -1,6 +1,7 @@
-use session_runtime::{with_session, ReadOnlySession, SessionError, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+#[path = "../support.rs"]
+mod support;
+
+use session_runtime::{with_session, ReadOnlySession, SessionError};
 
 #[with_session(readonly)]
 async fn login(session: ReadOnlySession) -> Result<(), SessionError> {
@@ -9,10 +10,5 @@ async fn login(session: ReadOnlySession) -> Result<(), SessionError> {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| socket.on("login", login)),
-    );
+    support::serve(|socket| socket.on("login", login));
 }

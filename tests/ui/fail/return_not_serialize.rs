@@ -1,6 +1,7 @@
-use session_runtime::{with_session, Session, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+#[path = "../support.rs"]
+mod support;
+
+use session_runtime::{with_session, Session};
 
 struct Count(i64);
 
@@ -10,10 +11,5 @@ async fn incr(session: Session) -> Count {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| socket.on("incr", incr)),
-    );
+    support::serve(|socket| socket.on("incr", incr));
 }

@@ -1,6 +1,7 @@
-use session_runtime::{with_session, Session, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+#[path = "../support.rs"]
+mod support;
+
+use session_runtime::{with_session, Session};
 
 #[with_session(autosave)]
 async fn incr(session: Session) -> i64 {
@@ -9,10 +10,5 @@ async fn incr(session: Session) -> i64 {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| socket.on("incr", incr)),
-    );
+    support::serve(|socket| socket.on("incr", incr));
 }

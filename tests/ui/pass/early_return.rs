@@ -1,12 +1,11 @@
 //! `?` and `return` leave the body, and the wrapper still saves (or not) and acknowledges.
+
+#[path = "../support.rs"]
+mod support;
 use std::fmt;
 
-use session_runtime::{with_session, Session, SessionError, SocketSessions};
-use socketioxide::{
-    extract::{Data, SocketRef},
-    SocketIo,
-};
-use tower_sessions::MemoryStore;
+use session_runtime::{with_session, Session, SessionError};
+use socketioxide::extract::Data;
 
 #[derive(Debug)]
 enum SpendError {
@@ -53,13 +52,8 @@ async fn reset(session: Session) -> Option<i64> {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("spend", spend);
-            socket.on("reset", reset);
-        }),
-    );
+    support::serve(|socket| {
+        socket.on("spend", spend);
+        socket.on("reset", reset);
+    });
 }

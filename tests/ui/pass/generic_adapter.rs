@@ -1,7 +1,9 @@
 //! A handler generic over the adapter, registered on the default one.
-use session_runtime::{with_session, Session, SessionError, SocketSessions};
-use socketioxide::{adapter::Adapter, extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+
+#[path = "../support.rs"]
+mod support;
+use session_runtime::{with_session, Session, SessionError};
+use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 #[with_session(autosave)]
 async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) -> Result<i64, SessionError> {
@@ -20,13 +22,8 @@ where
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("incr", incr);
-            socket.on("count", count);
-        }),
-    );
+    support::serve(|socket| {
+        socket.on("incr", incr);
+        socket.on("count", count);
+    });
 }

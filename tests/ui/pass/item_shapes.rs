@@ -1,7 +1,8 @@
 //! Attributes, visibility, doc comments, inner attributes and associated functions survive.
-use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+
+#[path = "../support.rs"]
+mod support;
+use session_runtime::{with_session, ReadOnlySession, Session, SessionError};
 
 mod handlers {
     use super::*;
@@ -29,13 +30,8 @@ impl Api {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("touch", handlers::touch);
-            socket.on("peek", Api::peek);
-        }),
-    );
+    support::serve(|socket| {
+        socket.on("touch", handlers::touch);
+        socket.on("peek", Api::peek);
+    });
 }

@@ -1,9 +1,10 @@
 //! Every accepted return type: `()`, `T: Serialize`, `impl Serialize`, `Result<T, E>`,
 //! `Result<impl Serialize, E>` and a `Result` alias (recognised by its name).
+
+#[path = "../support.rs"]
+mod support;
 use serde::Serialize;
-use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
-use socketioxide::{extract::SocketRef, SocketIo};
-use tower_sessions::MemoryStore;
+use session_runtime::{with_session, ReadOnlySession, Session, SessionError};
 
 #[derive(Serialize)]
 struct Profile {
@@ -50,17 +51,12 @@ async fn alias(session: Session) -> answer::Result<bool> {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("unit", unit);
-            socket.on("value", value);
-            socket.on("opaque", opaque);
-            socket.on("result", result);
-            socket.on("opaque_result", opaque_result);
-            socket.on("alias", alias);
-        }),
-    );
+    support::serve(|socket| {
+        socket.on("unit", unit);
+        socket.on("value", value);
+        socket.on("opaque", opaque);
+        socket.on("result", result);
+        socket.on("opaque_result", opaque_result);
+        socket.on("alias", alias);
+    });
 }

@@ -1,11 +1,10 @@
 //! `key = "..."` binds a typed `SessionData<T>`; `require = "..."` guards either mode.
+
+#[path = "../support.rs"]
+mod support;
 use serde::{Deserialize, Serialize};
-use session_runtime::{with_session, ReadOnlySession, SessionData, SocketSessions};
-use socketioxide::{
-    extract::{Data, SocketRef},
-    SocketIo,
-};
-use tower_sessions::MemoryStore;
+use session_runtime::{with_session, ReadOnlySession, SessionData};
+use socketioxide::extract::Data;
 
 #[derive(Default, Serialize, Deserialize)]
 struct Cart {
@@ -30,14 +29,9 @@ async fn whoami(session: ReadOnlySession) -> Option<String> {
 }
 
 fn main() {
-    let sessions = SocketSessions::new(MemoryStore::default());
-    let (_layer, io) = SocketIo::new_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("add", add);
-            socket.on("visit", visit);
-            socket.on("whoami", whoami);
-        }),
-    );
+    support::serve(|socket| {
+        socket.on("add", add);
+        socket.on("visit", visit);
+        socket.on("whoami", whoami);
+    });
 }

@@ -1,0 +1,13 @@
+//! What a fixture does with its handlers: registers them on `/` as an app would, so that a
+//! handler the attribute mangled fails to register.
+
+use session_runtime::SocketSessions;
+use socketioxide::{extract::SocketRef, SocketIo};
+use tower_sessions::MemoryStore;
+
+/// Registers `register`'s handlers on namespace `/` of a socket.io server on `MemoryStore`.
+pub fn serve(register: impl Fn(SocketRef) + Clone + Send + Sync + 'static) {
+    let sessions = SocketSessions::new(MemoryStore::default());
+    let (_layer, io) = SocketIo::new_layer();
+    io.ns("/", sessions.handler(register));
+}
