@@ -153,10 +153,11 @@ impl IntoResponse for HttpError {
 
 impl From<tower_sessions::session::Error> for HttpError {
     fn from(err: tower_sessions::session::Error) -> Self {
+        // The store's own text stays in the log: it may name hosts, ids or session data.
         tracing::error!(%err, "session store failed");
         Self(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("session store failed: {err}"),
+            "session store failed".into(),
         )
     }
 }
