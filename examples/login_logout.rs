@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use session_runtime::{
     http::{session_json, LockedSession},
+    origin::OriginCheckLayer,
     with_session, ReadOnlySession, Session, SessionError, SocketSessions,
 };
 use socketioxide::{
@@ -153,10 +154,11 @@ impl IntoResponse for HttpError {
 
 impl From<tower_sessions::session::Error> for HttpError {
     fn from(err: tower_sessions::session::Error) -> Self {
+        // The store's own text stays in the log: it may name hosts, ids or session data.
         tracing::error!(%err, "session store failed");
         Self(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("session store failed: {err}"),
+            "session store failed".into(),
         )
     }
 }
@@ -277,8 +279,12 @@ fn app(key: Key) -> Router {
         .layer(sio_layer)
         // Outside the socket.io layer, so the handshake carries the session.
         .layer(session_layer)
-        // Outermost, so an HTTP writer keeps its lock until the session layer has saved.
+        // Outside the session layer, so an HTTP writer keeps its lock until the session layer
+        // has saved.
         .layer(sessions.lock_layer())
+        // Outermost: a page of another site gets 403 before any session is loaded, on every
+        // transport (the cookie would otherwise let it act as the user).
+        .layer(OriginCheckLayer::same_origin())
 }
 
 #[tokio::main]

@@ -70,10 +70,11 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 fn answer(result: Result<Value, tower_sessions::session::Error>) -> Response {
     match result {
         Ok(body) => Json(body).into_response(),
-        Err(err) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("session store failed: {err}"),
-        ),
+        Err(err) => {
+            // The store's own text stays in the log: it may name hosts, ids or session data.
+            tracing::error!(%err, "session store failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "session store failed")
+        }
     }
 }
 

@@ -1,17 +1,23 @@
 //! The one error type of the runtime.
 
-use tower_sessions::session::Id;
+use std::{error::Error as StdError, fmt};
 
 /// Everything that can go wrong around a socket's session.
 ///
-/// Every variant has a message meant for people: the generated wrappers of
-/// [`with_session`](crate::with_session) acknowledge it as `{"error": "<message>"}`.
+/// The `Display` of every variant is short, stable and safe to show a client: the generated
+/// wrappers of [`with_session`](crate::with_session) acknowledge it as `{"error": "<message>"}`
+/// and HTTP rejections answer it. It never holds a session id or a backend's own text (which
+/// may hold ids, hosts or session data): those stay in the error's
+/// [`source`](std::error::Error::source), which the runtime logs with [`tracing`] (see
+/// [`SessionError::report`]).
 ///
 /// ```
 /// use session_runtime::SessionError;
+/// use tower_sessions::session_store;
 ///
-/// let err = SessionError::Gone;
-/// assert_eq!(err.to_string(), "the session is gone (logged out, expired or rotated): log in again");
+/// let err = SessionError::from(session_store::Error::Backend("redis at 10.0.0.7: timeout".into()));
+/// assert_eq!(err.to_string(), "session store failed"); // what the client is told
+/// assert!(err.report().contains("10.0.0.7"));          // what the log says
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -30,25 +36,24 @@ pub enum SessionError {
     Missing(String),
 
     /// The handshake request carried no `tower_sessions::Session`: the session layer is
-    /// missing or inside the socket.io layer.
-    #[error("no session layer: put `SessionManagerLayer` outside `SocketIoLayer`")]
+    /// missing or inside the socket.io layer. Put `SessionManagerLayer` outside
+    /// `SocketIoLayer` (the runtime logs this hint when it happens).
+    #[error("the session is unavailable: no session layer")]
     NoSessionLayer,
 
     /// The socket has no session attached: it was not registered through
     /// [`SocketSessions::handler`](crate::SocketSessions::handler) or
     /// [`SocketSessions::attach`](crate::SocketSessions::attach).
-    #[error(
-        "no session is attached to this socket: register its namespace with \
-         `SocketSessions::handler` or add `SocketSessions::attach` as connect middleware"
-    )]
+    #[error("the session is unavailable: not attached to this socket")]
     NotAttached,
 
     /// The session was used after its handler finished; such writes would be lost, so they fail.
     #[error("the session was used after its handler finished: writes would be lost")]
     Closed,
 
-    /// A value could not be turned into JSON or back.
-    #[error("session value `{key}` could not be (de)serialised: {source}")]
+    /// A value could not be turned into JSON or back. The message names the key; serde's own
+    /// text, which may quote the stored value, is the source.
+    #[error("session value `{key}` could not be (de)serialised")]
     Serde {
         /// The session key.
         key: String,
@@ -58,16 +63,15 @@ pub enum SessionError {
     },
 
     /// The session store failed; nothing was written.
-    #[error("session store failed: {0}")]
+    #[error("session store failed")]
     Store(#[from] tower_sessions::session_store::Error),
 
-    /// The per-session lock could not be taken (a distributed lock backend failed).
-    #[error("could not lock session {id}: {reason}")]
+    /// The per-session lock could not be taken (a lock backend failed).
+    #[error("could not lock the session")]
     Lock {
-        /// The session whose lock failed.
-        id: Id,
         /// What the lock backend said.
-        reason: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
     },
 
     /// The handler panicked; nothing was written.
@@ -85,5 +89,44 @@ impl SessionError {
                 source,
             },
         }
+    }
+
+    /// The whole error for a log: its message, then each source's, joined by `: `.
+    ///
+    /// Unlike `Display`, this may hold a backend's text: keep it out of answers to clients.
+    ///
+    /// ```
+    /// use session_runtime::SessionError;
+    ///
+    /// let err = SessionError::Lock { source: "the lock table was dropped".into() };
+    /// assert_eq!(err.report(), "could not lock the session: the lock table was dropped");
+    /// ```
+    pub fn report(&self) -> String {
+        Report(self).to_string()
+    }
+
+    /// Whether this failure says something is wrong with the server (its store, its lock
+    /// backend, its wiring) rather than with the client's session: logged at `error`, the
+    /// others at `debug`.
+    pub(crate) fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSessionLayer | Self::NotAttached | Self::Store(_) | Self::Lock { .. }
+        )
+    }
+}
+
+/// An error and its chain of sources, for logs.
+struct Report<'a>(&'a (dyn StdError + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
     }
 }

@@ -134,6 +134,10 @@ impl SessionHandle {
     ///
     /// A socket without a session, or whose session is gone, reads an empty session
     /// ([`ReadOnlySession::exists`] is `false`).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] when the store fails to load the record.
     pub async fn read(&self) -> Result<ReadOnlySession, SessionError> {
         let data = self.load().await?;
         Ok(ReadOnlySession(Shared::new(self.inner.id, data)))
@@ -141,7 +145,9 @@ impl SessionHandle {
 
     /// Runs `f` on a fresh, read-only copy of the session. Nothing is ever written.
     ///
-    /// Its failures are the ones of [`SessionHandle::read`].
+    /// # Errors
+    ///
+    /// `f`'s own errors, and the failures of [`SessionHandle::read`] converted into `E`.
     pub async fn readonly<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: AsyncFnOnce(ReadOnlySession) -> Result<T, E>,
@@ -156,6 +162,14 @@ impl SessionHandle {
     /// `f` returning `Err` (or panicking) writes nothing. A socket without a session gets
     /// [`SessionError::NoSession`]; a session that is gone gets [`SessionError::Gone`] and is
     /// never written back (then call [`SessionHandle::apply_gone_policy`] after acknowledging).
+    ///
+    /// # Errors
+    ///
+    /// `f`'s own errors, and, converted into `E`: [`SessionError::NoSession`],
+    /// [`SessionError::Gone`], [`SessionError::Lock`] when the lock backend fails,
+    /// [`SessionError::Store`] when the load or the save fails (nothing half-written),
+    /// [`SessionError::Panicked`] when `f` panicked, and `f`'s use of the session after it
+    /// finished ([`SessionError::Closed`]).
     pub async fn autosave<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: AsyncFnOnce(Session) -> Result<T, E>,
@@ -186,7 +200,15 @@ impl SessionHandle {
             return Err(SessionError::Gone);
         }
         let sessions = &self.inner.sessions;
-        let _guard = sessions.locks().lock(id).await?;
+        let mut lock = sessions.locks().lock(id);
+        let mut waited = false;
+        let _guard = std::future::poll_fn(|cx| {
+            let poll = lock.as_mut().poll(cx);
+            waited |= poll.is_pending();
+            poll
+        })
+        .await?;
+        tracing::Span::current().record("lock_waited", waited);
         let now = OffsetDateTime::now_utc();
         let Some(mut record) = self.load_record(id, now).await? else {
             return Err(SessionError::Gone);

@@ -171,16 +171,23 @@ pub enum LockedSessionRejection {
 
 impl IntoResponse for LockedSessionRejection {
     fn into_response(self) -> Response {
-        tracing::error!(err = %self, "`LockedSession` rejected the request");
-        let status = match self {
-            Self::Session(SessionError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        // The client hears a short message; the log keeps the sources and the wiring hint.
+        let (status, message) = match &self {
+            Self::Session(err @ (SessionError::Store(_) | SessionError::Lock { .. })) => {
+                tracing::error!(error = %err.report(), "`LockedSession` rejected the request");
+                (StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+            }
+            Self::Session(err) => {
+                tracing::debug!(error = %err.report(), "`LockedSession` rejected the request");
+                (StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+            }
+            Self::NoSessionLayer | Self::NoLockLayer => {
+                tracing::error!(error = %self, "`LockedSession` rejected the request");
+                let unavailable = SessionError::NoSessionLayer.to_string();
+                (StatusCode::INTERNAL_SERVER_ERROR, unavailable)
+            }
         };
-        (
-            status,
-            axum::Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
     }
 }
 

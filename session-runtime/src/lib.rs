@@ -50,6 +50,7 @@ mod error;
 mod handle;
 pub mod http;
 mod locks;
+pub mod origin;
 mod session;
 mod sockets;
 

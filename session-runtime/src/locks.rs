@@ -41,6 +41,11 @@ pub type LockFuture<'a> =
 /// ```
 pub trait SessionLocks: Send + Sync + 'static {
     /// Waits until the lock of `id` is free and takes it. Dropping the guard releases it.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Lock`] when the backend cannot take the lock, with the backend's own
+    /// error as its source (never the id in the message: it reaches clients).
     fn lock(&self, id: Id) -> LockFuture<'_>;
 }
 
@@ -196,8 +201,7 @@ impl SessionLocks for LocalSessionLocks {
         drop(shard);
         Box::pin(async move {
             let guard = waiting.await.map_err(|_| SessionError::Lock {
-                id,
-                reason: "the lock table was dropped".into(),
+                source: "the lock table was dropped".into(),
             })?;
             Ok(SessionLockGuard::new(guard))
         })

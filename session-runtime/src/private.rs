@@ -6,10 +6,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::{
     adapter::Adapter,
-    extract::AckSender,
+    extract::{AckSender, Event},
     handler::{FromConnectParts, FromMessageParts, Value},
     socket::Socket,
 };
+use tracing::Instrument as _;
 
 pub use socketioxide::extract::TryData;
 
@@ -96,6 +97,8 @@ where
 pub struct EventContext {
     handle: Result<SessionHandle, SessionError>,
     ack: Option<AckFn>,
+    /// Every log line of the event, its failure's included, is recorded inside it.
+    span: tracing::Span,
 }
 
 impl<A: Adapter> FromMessageParts<A> for EventContext {
@@ -111,9 +114,23 @@ impl<A: Adapter> FromMessageParts<A> for EventContext {
             Box::new(move |value: &RawValue| sender.send(value).map_err(|err| err.to_string()))
                 as AckFn
         });
+        // Never the session id: logs travel further than the session store.
+        let span = tracing::info_span!(
+            "with_session",
+            ns = s.ns(),
+            event = tracing::field::Empty,
+            lock_waited = tracing::field::Empty,
+        );
+        // The event name costs a copy: only for a span that is recorded.
+        if !span.is_disabled() {
+            if let Ok(Event(name)) = Event::from_message_parts(s, v, ack_id) {
+                span.record("event", name.as_str());
+            }
+        }
         Ok(Self {
             handle: SessionHandle::of(s).ok_or(SessionError::NotAttached),
             ack,
+            span,
         })
     }
 }
@@ -145,6 +162,7 @@ impl EventContext {
                     done => Ok(done),
                 })
             })
+            .instrument(self.span.clone())
             .await;
         let outcome = match result {
             Ok(Ok(outcome)) => Ok(outcome),
@@ -163,7 +181,10 @@ impl EventContext {
             Ok(handle) => handle.clone(),
             Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
         };
-        let outcome = handle.read_transaction(require, body).await;
+        let outcome = handle
+            .read_transaction(require, body)
+            .instrument(self.span.clone())
+            .await;
         self.finish(Some(&handle), outcome);
     }
 
@@ -173,6 +194,7 @@ impl EventContext {
     }
 
     fn finish(self, handle: Option<&SessionHandle>, outcome: Result<Outcome, SessionError>) {
+        let _entered = self.span.enter();
         let answer = match outcome {
             Ok(Outcome::Ack(value)) => Some(value),
             Ok(Outcome::Silent) => None,
@@ -181,13 +203,11 @@ impl EventContext {
                 Some(error_answer(&message))
             }
             Err(err) => {
-                match err {
-                    SessionError::NotAttached
-                    | SessionError::Store(_)
-                    | SessionError::Lock { .. } => {
-                        tracing::error!(%err, "session handler did not run")
-                    }
-                    _ => tracing::debug!(%err, "session handler did not run"),
+                // The client hears the short message; the log keeps the sources.
+                if err.is_server_fault() {
+                    tracing::error!(error = %err.report(), "session handler did not run");
+                } else {
+                    tracing::debug!(error = %err.report(), "session handler did not run");
                 }
                 Some(error_answer(&err.to_string()))
             }

@@ -99,6 +99,11 @@ macro_rules! read_methods {
         }
 
         /// Reads and deserialises the value under `key`.
+        ///
+        /// # Errors
+        ///
+        /// [`SessionError::Serde`] when the value is not a `T` (the message names `key`; serde's
+        /// text is the source).
         pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
             self.0.get(key)
         }
@@ -146,6 +151,11 @@ impl Session {
     read_methods!();
 
     /// Stores `value` under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Serde`] when `value` does not serialise to JSON;
+    /// [`SessionError::Closed`] once the handler has finished.
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         let value = to_value(key, value)?;
         self.insert_value(key, value).map(drop)
@@ -153,6 +163,10 @@ impl Session {
 
     /// Stores a raw JSON value under `key`, returning the previous one. Storing the value
     /// already there does not mark the session modified.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the handler has finished.
     pub fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>, SessionError> {
         self.0.write(|state| {
             // An existing key is replaced in place: one lookup, no new `String`.
@@ -169,6 +183,11 @@ impl Session {
     }
 
     /// Removes the value under `key` and returns it, deserialised.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Serde`] when the removed value is not a `T` (it is removed all the
+    /// same); [`SessionError::Closed`] once the handler has finished.
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.remove_value(key)?
             .map(T::deserialize)
@@ -180,6 +199,10 @@ impl Session {
     }
 
     /// Removes the raw JSON value under `key` and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the handler has finished.
     pub fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
         self.0.write(|state| {
             let old = state.data.remove(key);
@@ -188,7 +211,11 @@ impl Session {
         })
     }
 
-    /// Removes every value; the record stays (use [`Session::delete`] to end the session).
+    /// Removes every value; the record stays (use [`Session::flush`] to end the session).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the handler has finished.
     pub fn clear(&self) -> Result<(), SessionError> {
         self.0.write(|state| {
             state.modified |= !state.data.is_empty();
@@ -196,10 +223,38 @@ impl Session {
         })
     }
 
-    /// Ends the session: when the handler succeeds, its record is deleted from the store, and
-    /// every socket and browser holding its id then finds it gone (a logout).
-    pub fn delete(&self) -> Result<(), SessionError> {
+    /// Ends the session, as tower-sessions' `Session::flush` does: when the handler succeeds,
+    /// its record is deleted from the store (in place of the save), and every socket and
+    /// browser holding its id then finds it gone (a logout). An `Err` or a panic deletes
+    /// nothing.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, Session, SessionError};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn logout_everywhere(session: Session) -> Result<(), SessionError> {
+    ///     session.flush()
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the handler has finished.
+    pub fn flush(&self) -> Result<(), SessionError> {
         self.0.write(|state| state.delete = true)
+    }
+
+    /// The former name of [`Session::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::flush`].
+    #[deprecated(
+        since = "0.1.1",
+        note = "renamed `flush`, as in tower-sessions: tower-sessions' `delete` deletes at once, this ends the session at save"
+    )]
+    pub fn delete(&self) -> Result<(), SessionError> {
+        self.flush()
     }
 
     /// Whether the handler changed something that the wrapper will write back.
@@ -301,6 +356,13 @@ impl ReadOnlySession {
         unreachable!("a `ReadOnlySession` is never writable")
     }
 
+    pub fn flush(&self) -> Result<(), SessionError>
+    where
+        for<'a> &'a Self: crate::__private::WritableSession,
+    {
+        unreachable!("a `ReadOnlySession` is never writable")
+    }
+
     pub fn delete(&self) -> Result<(), SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
@@ -346,6 +408,10 @@ pub struct SessionData<T: Serialize> {
 impl<T: Serialize + DeserializeOwned + Default> SessionData<T> {
     /// Binds `key` of `session`: reads it now (a missing key gives `T::default()`) and
     /// writes it back into `session` when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Serde`] when the value under `key` is not a `T`.
     pub fn bind(session: &Session, key: &'static str) -> Result<Self, SessionError> {
         Ok(Self {
             value: session.get(key)?.unwrap_or_default(),
