@@ -42,6 +42,18 @@ pub(crate) struct Args {
     pub(crate) connect: Option<Span>,
 }
 
+impl Args {
+    /// Only a mode: what a handler is wrapped with when its options do not parse.
+    pub(crate) fn fallback(mode: Mode) -> Self {
+        Self {
+            mode,
+            require: None,
+            key: None,
+            connect: None,
+        }
+    }
+}
+
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut mode: Option<(Mode, Span)> = None;

@@ -1,299 +1,114 @@
-//! Validation of the handler and generation of its wrapper.
+//! Generation: the wrapper socketioxide calls, from a validated [`Handler`]; and, when the
+//! attribute or the item is wrong, the one error plus something that keeps the rest of the
+//! crate compiling.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{
-    spanned::Spanned, visit_mut::VisitMut, AttrStyle, FnArg, Item, ItemFn, Pat, PathArguments,
-    PathSegment, ReturnType, Type, TypePath,
+use syn::{spanned::Spanned, visit_mut::VisitMut, AttrStyle, ItemFn, ReturnType, Type, Visibility};
+
+use crate::{
+    ast::{self, ItemError},
+    attr::{Args, Mode},
+    valid::{Handler, Param, Return, SessionKind},
 };
 
-use crate::attr::{Args, Mode};
-
-/// The whole attribute: always expands to something, so that on error the item still exists
-/// for the rest of the crate (and the IDE) and only the one error shows.
+/// The whole attribute: parse, validate, generate. It always expands to something, so that on
+/// error the rest of the crate (and the IDE) keeps working and only the one error shows.
 pub(crate) fn with_session(args: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(args, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(err) => {
-            let err = err.into_compile_error();
-            quote! { #item #err }
-        }
-    }
-}
-
-fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    // The item first: on a struct, "wrong item" is the error that matters, whatever the options.
-    let item = parse_item(item)?;
-    let args: Args = syn::parse2(args)?;
-    let handler = Handler::analyse(&args, &item)?;
-    Ok(handler.generate())
-}
-
-fn parse_item(item: TokenStream) -> syn::Result<ItemFn> {
-    const MESSAGE: &str = "`#[with_session]` goes on an `async fn` event handler";
-    let item: Item = syn::parse2(item).map_err(|err| syn::Error::new(err.span(), MESSAGE))?;
-    let (span, what) = match item {
-        Item::Fn(item) => return Ok(item),
-        Item::Struct(item) => (item.struct_token.span, "a struct"),
-        Item::Enum(item) => (item.enum_token.span, "an enum"),
-        Item::Union(item) => (item.union_token.span, "a union"),
-        Item::Impl(item) => (item.impl_token.span, "an impl block"),
-        Item::Trait(item) => (item.trait_token.span, "a trait"),
-        Item::Mod(item) => (item.mod_token.span, "a module"),
-        Item::Const(item) => (item.const_token.span, "a constant"),
-        Item::Static(item) => (item.static_token.span, "a static"),
-        Item::Type(item) => (item.type_token.span, "a type alias"),
-        Item::Use(item) => (item.use_token.span, "a `use`"),
-        other => (other.span(), "this item"),
+    let item_fn = match ast::parse_item(item.clone()) {
+        Ok(item_fn) => item_fn,
+        Err(ItemError {
+            error,
+            stand_in: Some((vis, ident)),
+        }) => return with_error(stand_in(&vis, &ident, false), error),
+        // Not a function: the item stays as written; registering it would be a second mistake.
+        Err(ItemError { error, .. }) => return with_error(item, error),
     };
-    Err(syn::Error::new(span, format!("{MESSAGE}, not on {what}")))
-}
-
-/// What the wrapper hands the body in place of the user's session parameter.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SessionKind {
-    Session,
-    ReadOnly,
-    Data,
-}
-
-impl SessionKind {
-    fn of(segment: &PathSegment) -> Option<Self> {
-        match segment.ident.to_string().as_str() {
-            "Session" => Some(Self::Session),
-            "ReadOnlySession" => Some(Self::ReadOnly),
-            "SessionData" => Some(Self::Data),
-            _ => None,
-        }
-    }
-}
-
-/// One parameter of the user's function, as the wrapper treats it.
-enum Param<'a> {
-    /// An extractor the wrapper takes unchanged.
-    Extractor(&'a FnArg),
-    /// `Data<T>`: taken as `TryData<T>`, so a bad payload is answered instead of dropped.
-    Payload {
-        pat: &'a Pat,
-        ty: &'a Type,
-        /// The user's own path to `Data`, without its generics.
-        data_path: TypePath,
-        args: TokenStream,
-    },
-    /// The session: not an extractor, the wrapper passes it to the body.
-    Session {
-        pat: &'a Pat,
-        ty: &'a Type,
-        kind: SessionKind,
-    },
-}
-
-enum Return<'a> {
-    Unit,
-    Value(&'a Type),
-    Result,
-}
-
-struct Handler<'a> {
-    args: &'a Args,
-    item: &'a ItemFn,
-    params: Vec<Param<'a>>,
-    ret: Return<'a>,
-}
-
-/// The last segment of a plain type path: how parameters are recognised, since the user may
-/// name `Session` through any path or alias.
-fn last_segment(ty: &Type) -> Option<&PathSegment> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
-        Type::Group(group) => last_segment(&group.elem),
-        Type::Paren(paren) => last_segment(&paren.elem),
-        _ => None,
-    }
-}
-
-fn type_path(ty: &Type) -> Option<&TypePath> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => Some(path),
-        Type::Group(group) => type_path(&group.elem),
-        Type::Paren(paren) => type_path(&paren.elem),
-        _ => None,
-    }
-}
-
-fn error(span: Span, message: impl std::fmt::Display) -> syn::Error {
-    syn::Error::new(span, message)
-}
-
-impl<'a> Handler<'a> {
-    fn analyse(args: &'a Args, item: &'a ItemFn) -> syn::Result<Self> {
-        let sig = &item.sig;
-        if sig.asyncness.is_none() {
-            return Err(error(
-                sig.fn_token.span,
-                "a `#[with_session]` handler must be `async`: write `async fn`",
-            ));
-        }
-        let mode = args.mode;
-        let connect = args.connect.is_some();
-        if let (Some(span), Mode::Autosave) = (args.connect, mode) {
-            // Before the parameters: their checks would explain `autosave`, not `connect`.
-            return Err(error(
-                span,
-                "`connect` works with `readonly` only: a connect middleware cannot save the \
-                 session",
-            ));
-        }
-
-        let mut params = Vec::with_capacity(sig.inputs.len());
-        let mut session: Option<(&Pat, &Type, SessionKind)> = None;
-        let mut ack_sender: Option<&Type> = None;
-        for input in &sig.inputs {
-            let typed = match input {
-                FnArg::Receiver(receiver) => {
-                    return Err(syn::Error::new_spanned(
-                        receiver,
-                        "a `#[with_session]` handler cannot take `self`: socketioxide calls it \
-                         as a plain function",
-                    ));
-                }
-                FnArg::Typed(typed) => typed,
+    let args = match syn::parse2::<Args>(args) {
+        Ok(args) => args,
+        Err(error) => {
+            // The options are wrong, not the function: wrap it as its session type implies, so
+            // that registering it compiles and its body is still checked.
+            let fallback = Args::fallback(fallback_mode(&item_fn));
+            let wrapper = match Handler::validate(&fallback, &item_fn) {
+                Ok(handler) => handler.generate(),
+                Err(_) => stand_in_for(&item_fn, false),
             };
-            let (pat, ty) = (&*typed.pat, &*typed.ty);
-            let segment = last_segment(ty);
-            if let Some(kind) = segment.and_then(SessionKind::of) {
-                if let Some((first, ..)) = session {
-                    return Err(syn::Error::new_spanned(
-                        ty,
-                        format!(
-                            "a `#[with_session]` handler takes only one session parameter, and \
-                             `{}` already receives the session",
-                            first.to_token_stream()
-                        ),
-                    ));
-                }
-                session = Some((pat, ty, kind));
-                params.push(Param::Session { pat, ty, kind });
-                continue;
-            }
-            if let Type::Reference(reference) = ty {
-                if let Some(name) = last_segment(&reference.elem)
-                    .filter(|s| SessionKind::of(s).is_some())
-                    .map(|s| &s.ident)
-                {
-                    return Err(syn::Error::new_spanned(
-                        ty,
-                        format!("take the session by value, `{name}` rather than `&{name}`: the macro hands it over"),
-                    ));
-                }
-            }
-            match segment {
-                Some(segment) if segment.ident == "AckSender" => ack_sender = Some(ty),
-                Some(segment) if segment.ident == "Data" && !connect => {
-                    if let PathArguments::AngleBracketed(generics) = &segment.arguments {
-                        let mut data_path =
-                            type_path(ty).expect("a path has a last segment").clone();
-                        let last = data_path.path.segments.last_mut().expect("non-empty path");
-                        last.arguments = PathArguments::None;
-                        params.push(Param::Payload {
-                            pat,
-                            ty,
-                            data_path,
-                            args: generics.args.to_token_stream(),
-                        });
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            params.push(Param::Extractor(input));
+            return with_error(wrapper, error);
         }
-
-        let Some((_, session_ty, kind)) = session else {
-            let expected = match mode {
-                Mode::Autosave => {
-                    "`session: Session` (or `data: SessionData<T>` with `key = \"...\"`)"
-                }
-                Mode::Readonly => "`session: ReadOnlySession`",
-            };
-            return Err(error(
-                sig.paren_token.span.join(),
-                format!(
-                    "a `#[with_session({})]` handler takes the session as a parameter: add {expected}",
-                    mode.name()
-                ),
-            ));
-        };
-
-        match (mode, kind) {
-            (Mode::Autosave, SessionKind::ReadOnly) => {
-                return Err(syn::Error::new_spanned(
-                    session_ty,
-                    "an `autosave` handler takes `Session` (or `SessionData<T>` with \
-                     `key = \"...\"`): use `#[with_session(readonly)]` to take `ReadOnlySession`",
-                ));
-            }
-            (Mode::Readonly, SessionKind::Session | SessionKind::Data) => {
-                return Err(syn::Error::new_spanned(
-                    session_ty,
-                    "a `readonly` handler takes `ReadOnlySession`: use \
-                     `#[with_session(autosave)]` to write the session",
-                ));
-            }
-            _ => {}
-        }
-        match (&args.key, kind) {
-            (None, SessionKind::Data) => {
-                return Err(syn::Error::new_spanned(
-                    session_ty,
-                    "`SessionData<T>` needs the session key it binds: add `key = \"...\"` to \
-                     `#[with_session(...)]`",
-                ));
-            }
-            (Some(key), SessionKind::Session | SessionKind::ReadOnly) => {
-                return Err(error(
-                    key.span(),
-                    "`key = \"...\"` binds a `SessionData<T>` parameter: take \
-                     `SessionData<T>` instead of the whole session, or remove `key`",
-                ));
-            }
-            _ => {}
-        }
-
-        let ret = match &sig.output {
-            ReturnType::Default => Return::Unit,
-            ReturnType::Type(_, ty) => match &**ty {
-                Type::Tuple(tuple) if tuple.elems.is_empty() => Return::Unit,
-                ty if last_segment(ty).is_some_and(|s| s.ident == "Result") => Return::Result,
-                ty => Return::Value(ty),
-            },
-        };
-
-        if args.connect.is_some() {
-            if let Return::Value(ty) = ret {
-                return Err(syn::Error::new_spanned(
-                    ty,
-                    "a `connect` handler returns `Result<(), E>` (`Err` refuses the \
-                     connection) or `()`",
-                ));
-            }
-        } else if let (Some(ack), Return::Value(_) | Return::Result) = (ack_sender, &ret) {
-            return Err(syn::Error::new_spanned(
-                ack,
-                "the macro acknowledges with the returned value: remove the `AckSender` \
-                 parameter or return `()`",
-            ));
-        }
-
-        Ok(Self {
-            args,
-            item,
-            params,
-            ret,
-        })
+    };
+    match Handler::validate(&args, &item_fn) {
+        Ok(handler) => handler.generate(),
+        Err(error) => with_error(stand_in_for(&item_fn, args.connect.is_some()), error),
     }
+}
 
-    fn generate(&self) -> TokenStream {
+/// [`stand_in`] for a function that breaks a rule, plus the function itself under another
+/// name: its body is still checked and what it uses stays used, so the one error is not
+/// buried under warnings.
+fn stand_in_for(item: &ItemFn, connect: bool) -> TokenStream {
+    let cfgs = item
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"));
+    let mut original = item.clone();
+    original.attrs.retain(|attr| attr.path().is_ident("cfg"));
+    original.sig.ident = format_ident!("__with_session_invalid_{}", item.sig.ident);
+    original.vis = Visibility::Inherited;
+    let stand_in = stand_in(&item.vis, &item.sig.ident, connect);
+    quote! {
+        #(#cfgs)*
+        #stand_in
+        #[allow(dead_code, non_snake_case, clippy::all)]
+        #original
+    }
+}
+
+fn with_error(tokens: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.into_compile_error();
+    quote! { #tokens #error }
+}
+
+/// `readonly` for a handler that takes `ReadOnlySession`, `autosave` otherwise.
+fn fallback_mode(item: &ItemFn) -> Mode {
+    let takes_read_only = item.sig.inputs.iter().any(|input| match input {
+        syn::FnArg::Typed(typed) => SessionKind::of_type(&typed.ty) == Some(SessionKind::ReadOnly),
+        syn::FnArg::Receiver(_) => false,
+    });
+    if takes_read_only {
+        Mode::Readonly
+    } else {
+        Mode::Autosave
+    }
+}
+
+/// A handler of the function's name that socketioxide accepts and that never runs (the crate
+/// does not compile): where the function itself is wrong, so that registering it adds no
+/// second, unrelated error. Its generics are left out, since nothing would infer them.
+fn stand_in(vis: &Visibility, ident: &Ident, connect: bool) -> TokenStream {
+    if connect {
+        quote! {
+            #[allow(dead_code, unused_variables)]
+            #vis async fn #ident(
+                __with_session_ctx: ::session_runtime::__private::ConnectContext,
+            ) -> ::core::result::Result<(), ::session_runtime::__private::ConnectRefusal> {
+                ::core::unreachable!("`#[with_session]` failed to expand")
+            }
+        }
+    } else {
+        quote! {
+            #[allow(dead_code, unused_variables)]
+            #vis async fn #ident(__with_session_ctx: ::session_runtime::__private::EventContext) {
+                ::core::unreachable!("`#[with_session]` failed to expand")
+            }
+        }
+    }
+}
+
+impl Handler<'_> {
+    /// The wrapper: the user's signature less the session parameter, plus the runtime's
+    /// context, around the user's body.
+    pub(crate) fn generate(&self) -> TokenStream {
         let ItemFn {
             attrs,
             vis,
@@ -486,13 +301,48 @@ mod tests {
     }
 
     #[test]
-    fn an_error_keeps_the_item_and_adds_one_compile_error() {
-        let out = expand_str("autosave, readonly", "async fn incr(session: Session) {}");
-        assert_eq!(compile_errors(&out), 1);
+    fn bad_options_still_wrap_the_handler_as_its_session_type_implies() {
+        let out = expand_str(
+            "autosave, readonly",
+            "async fn incr(session: ReadOnlySession) {}",
+        );
+        assert_eq!(compile_errors(&out), 1, "{out}");
         assert!(
-            out.starts_with("async fn incr (session : Session) { }"),
+            out.starts_with(
+                "async fn incr (__with_session_ctx : :: session_runtime :: __private :: EventContext)"
+            ),
             "{out}"
         );
+        assert!(out.contains("__with_session_ctx . readonly ("), "{out}");
+    }
+
+    #[test]
+    fn a_rule_broken_by_the_function_leaves_a_stand_in_of_its_name() {
+        let out = expand_str("autosave", "pub fn incr<A>(session: Session) {}");
+        assert_eq!(compile_errors(&out), 1, "{out}");
+        assert!(
+            out.contains("pub async fn incr (__with_session_ctx :"),
+            "{out}"
+        );
+        // The function itself stays, renamed and private, so its body is still checked.
+        let original = " fn __with_session_invalid_incr < A > (session : Session)";
+        assert!(out.contains(original), "{out}");
+        assert!(!out.contains("pub fn __with_session_invalid_incr"), "{out}");
+    }
+
+    #[test]
+    fn a_broken_body_gets_syns_error_and_a_stand_in() {
+        let out = expand_str("autosave", "async fn incr(session: Session) { let x = ; }");
+        assert_eq!(compile_errors(&out), 1, "{out}");
+        assert!(out.contains("expected an expression"), "{out}");
+        assert!(out.contains("async fn incr (__with_session_ctx :"), "{out}");
+    }
+
+    #[test]
+    fn another_item_stays_as_written() {
+        let out = expand_str("autosave", "struct Counter ;");
+        assert_eq!(compile_errors(&out), 1, "{out}");
+        assert!(out.starts_with("struct Counter ;"), "{out}");
     }
 
     #[test]

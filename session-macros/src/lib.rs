@@ -2,10 +2,13 @@
 //! which re-exports it, rather than on this crate.
 //!
 //! This crate only parses and generates; what the generated code calls lives in
-//! `session_runtime::__private`.
+//! `session_runtime::__private`. The pipeline, one module a step: `attr` (the options) and
+//! `ast` (the item) parse, `valid` checks every rule and builds the model, `expand` generates.
 
+mod ast;
 mod attr;
 mod expand;
+mod valid;
 
 use proc_macro::TokenStream;
 

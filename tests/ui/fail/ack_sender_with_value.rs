@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::{with_session, Session};
 use socketioxide::extract::AckSender;
 
@@ -7,4 +10,6 @@ async fn incr(session: Session, ack: AckSender) -> i64 {
     1
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("incr", incr));
+}

@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::{with_session, Session};
 
 #[with_session(require = "user")]
@@ -5,4 +8,6 @@ async fn incr(session: Session) {
     let _ = session;
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("incr", incr));
+}

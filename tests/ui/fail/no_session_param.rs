@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::with_session;
 use socketioxide::extract::SocketRef;
 
@@ -6,4 +9,6 @@ async fn incr(socket: SocketRef) {
     let _ = socket;
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("incr", incr));
+}

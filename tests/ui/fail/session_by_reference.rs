@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::{with_session, ReadOnlySession};
 
 #[with_session(readonly)]
@@ -5,4 +8,6 @@ async fn whoami(session: &ReadOnlySession) {
     let _ = session;
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("whoami", whoami));
+}

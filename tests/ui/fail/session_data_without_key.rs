@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::{with_session, SessionData};
 
 #[with_session(autosave)]
@@ -5,4 +8,6 @@ async fn visit(visits: SessionData<u64>) {
     let _ = visits;
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("visit", visit));
+}

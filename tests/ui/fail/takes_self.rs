@@ -1,3 +1,6 @@
+#[path = "../support.rs"]
+mod support;
+
 use session_runtime::{with_session, Session};
 
 struct Api;
@@ -9,4 +12,6 @@ impl Api {
     }
 }
 
-fn main() {}
+fn main() {
+    support::serve(|socket| socket.on("incr", Api::incr));
+}

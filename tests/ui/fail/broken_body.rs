@@ -1,0 +1,15 @@
+#[path = "../support.rs"]
+mod support;
+
+use session_runtime::{with_session, Session, SessionError};
+
+#[with_session(autosave)]
+async fn incr(session: Session) -> Result<i64, SessionError> {
+    let count = ;
+    session.insert("count", count)?;
+    Ok(count)
+}
+
+fn main() {
+    support::serve(|socket| socket.on("incr", incr));
+}
