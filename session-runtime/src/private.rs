@@ -1,6 +1,6 @@
 //! What `#[with_session]` expands to. Not a public API: it may change in any release.
 
-use std::{convert::Infallible, fmt::Display, sync::Arc};
+use std::{any::Any, convert::Infallible, fmt::Display, sync::Arc};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -72,10 +72,27 @@ pub fn value<T: AckValue>(value: T) -> Outcome {
 }
 
 /// `-> Result<T, E>`
-pub fn result<T: AckValue, E: AckError>(result: Result<T, E>) -> Outcome {
+pub fn result<T: AckValue, E: AckError + 'static>(result: Result<T, E>) -> Outcome {
     match result {
         Ok(v) => value(v),
-        Err(err) => Outcome::Fail(err.to_string()),
+        Err(err) => {
+            // The runtime's own error, passed on with `?`: the client hears its message, the
+            // log gets its sources too.
+            if let Some(err) = (&err as &dyn Any).downcast_ref::<SessionError>() {
+                log_failure(err, "session handler failed; nothing saved");
+            }
+            Outcome::Fail(err.to_string())
+        }
+    }
+}
+
+/// A session failure for the log: the whole chain of sources, at `error` for a fault of the
+/// server's (store, lock backend, wiring) and `debug` for the client's own.
+fn log_failure(err: &SessionError, what: &str) {
+    if err.is_server_fault() {
+        tracing::error!(error = %err.report(), "{what}");
+    } else {
+        tracing::debug!(error = %err.report(), "{what}");
     }
 }
 
@@ -204,11 +221,7 @@ impl EventContext {
             }
             Err(err) => {
                 // The client hears the short message; the log keeps the sources.
-                if err.is_server_fault() {
-                    tracing::error!(error = %err.report(), "session handler did not run");
-                } else {
-                    tracing::debug!(error = %err.report(), "session handler did not run");
-                }
+                log_failure(&err, "session handler did not run");
                 Some(error_answer(&err.to_string()))
             }
         };

@@ -9,7 +9,7 @@
 //! | `logout` | autosave | removes `user` | `{"ok":true}` |
 //! | `peek` | autosave | reads `count`, writes nothing | `count` |
 //! | `same` | autosave | writes `count` with the value it has | `count` |
-//! | `delete` | autosave | `Session::delete` | `{"ok":true}` |
+//! | `delete` | autosave | `Session::flush` (ends the session) | `{"ok":true}` |
 //! | `fail_after_write` | autosave | sets `count` to 1000, then returns `Err` | error |
 //! | `panic_after_write` | autosave | sets `count` to 1000, then panics | error |
 //! | `hold` | autosave | sets `held`, waits for [`HoldProbe::release`] | `{"ok":true}` |
@@ -98,7 +98,7 @@ async fn same(session: Session) -> Result<Value, SessionError> {
 
 #[with_session(autosave)]
 async fn delete(session: Session) -> Result<Value, SessionError> {
-    session.delete()?;
+    session.flush()?;
     Ok(json!({ "ok": true }))
 }
 

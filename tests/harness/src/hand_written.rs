@@ -104,7 +104,7 @@ pub fn register(socket: &SocketRef) {
     socket.on("delete", async |handle: SessionHandle, ack: AckSender| {
         let result = handle
             .autosave(async |session| {
-                session.delete()?;
+                session.flush()?;
                 Ok::<_, SessionError>(json!({ "ok": true }))
             })
             .await;

@@ -19,8 +19,10 @@ use axum::{
 use serde_json::{json, Value};
 use session_runtime::http::LockedSession;
 
+/// 503, as the protocol's routes answer: the store's own text stays in the log.
 fn unavailable(err: tower_sessions::session::Error) -> Response {
-    let body = Json(json!({ "error": err.to_string() }));
+    tracing::error!(%err, "session store failed");
+    let body = Json(json!({ "error": "session store failed" }));
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 

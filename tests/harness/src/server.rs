@@ -30,7 +30,8 @@ use std::{
 
 use axum::routing::{get, post};
 use session_runtime::{
-    LocalSessionLocks, LockFuture, OnGone, SessionLockGuard, SessionLocks, SocketSessions,
+    LocalSessionLocks, LockFuture, OnGone, SessionError, SessionLockGuard, SessionLocks,
+    SocketSessions,
 };
 use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
@@ -71,7 +72,18 @@ pub struct ServerBuilder {
     require_session: bool,
     expiry: Option<Expiry>,
     latency: Duration,
-    without_locks: bool,
+    locks: LockKind,
+}
+
+/// Which locks the server's sockets and HTTP routes share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockKind {
+    /// `LocalSessionLocks`, the runtime's.
+    Local,
+    /// Locks that exclude nothing: the control experiment.
+    None,
+    /// A lock backend that fails every time.
+    Failing,
 }
 
 impl ServerBuilder {
@@ -120,7 +132,14 @@ impl ServerBuilder {
     /// A control experiment: the sockets and HTTP routes get locks that exclude nothing, to
     /// show that the no-lost-update tests fail without the runtime's locks.
     pub fn without_locks(mut self) -> Self {
-        self.without_locks = true;
+        self.locks = LockKind::None;
+        self
+    }
+
+    /// Locks whose backend fails every time (as a distributed lock whose server is down),
+    /// with [`LOCK_FAILURE`] as the error's source.
+    pub fn failing_locks(mut self) -> Self {
+        self.locks = LockKind::Failing;
         self
     }
 
@@ -132,10 +151,10 @@ impl ServerBuilder {
 
         let locks = LocalSessionLocks::default();
         let mut sessions = SocketSessions::new(store.clone()).on_gone(self.on_gone);
-        sessions = if self.without_locks {
-            sessions.with_locks(NoLocks)
-        } else {
-            sessions.with_locks(locks.clone())
+        sessions = match self.locks {
+            LockKind::Local => sessions.with_locks(locks.clone()),
+            LockKind::None => sessions.with_locks(NoLocks),
+            LockKind::Failing => sessions.with_locks(FailingLocks),
         };
         if self.require_session {
             sessions = sessions.require_session();
@@ -211,6 +230,23 @@ impl SessionLocks for NoLocks {
     }
 }
 
+/// What [`ServerBuilder::failing_locks`]' backend says; tests look for it in logs, and make
+/// sure clients never see it.
+pub const LOCK_FAILURE: &str = "injected failure: the lock server at 10.9.8.7 is down";
+
+/// Locks that always fail (see [`ServerBuilder::failing_locks`]).
+struct FailingLocks;
+
+impl SessionLocks for FailingLocks {
+    fn lock(&self, _: Id) -> LockFuture<'_> {
+        Box::pin(async {
+            Err(SessionError::Lock {
+                source: LOCK_FAILURE.into(),
+            })
+        })
+    }
+}
+
 /// A running server; dropping it stops it.
 pub struct TestServer {
     /// Where it listens.
@@ -245,7 +281,7 @@ impl TestServer {
             require_session: false,
             expiry: None,
             latency: Duration::ZERO,
-            without_locks: false,
+            locks: LockKind::Local,
         }
     }
 
