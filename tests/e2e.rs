@@ -85,6 +85,7 @@ fn login_logout_with_the_official_socket_io_client() {
         "--test-concurrency=1",
         "--test-reporter=spec",
         "test/protocol.test.js",
+        "test/origin.test.js",
         "test/browser.test.js",
     ])
     .current_dir(&dir)

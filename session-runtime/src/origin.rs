@@ -44,7 +44,9 @@ use tower::{Layer, Service};
 ///
 /// A request is served when its `Origin`:
 /// - names the host the request was sent to (its `Host` header, port included): the app's own
-///   page, however the app is deployed;
+///   page, however the app is deployed. The scheme is not compared here, since a TLS proxy in
+///   front of the app changes it, and no other site can serve pages from the app's host and
+///   port;
 /// - or matches an origin given to [`allow`](OriginCheckLayer::allow);
 /// - or is absent (clients that are not browsers send none), unless
 ///   [`refuse_missing_origin`](OriginCheckLayer::refuse_missing_origin) is set.

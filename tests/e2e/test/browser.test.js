@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -75,9 +76,24 @@ if (missing) {
     const pageErrors = [];
     page.on("pageerror", (err) => pageErrors.push(err.message));
 
-    // Only loopback is reachable: the CDN's copy of the official client is served from the
-    // same version in node_modules (its integrity hash must still match), everything else
-    // off this machine is refused.
+    const cdnRequests = await stayOnLoopback(page);
+
+    try {
+      await drive(page, cdnRequests);
+    } catch (err) {
+      await page.screenshot({ path: join(ARTIFACTS, "login_logout-failure.png"), fullPage: true });
+      throw err;
+    }
+    assert.deepEqual(pageErrors, []);
+    await page.close();
+  });
+
+  /**
+   * Only loopback is reachable: the CDN's copy of the official client is served from the same
+   * version in node_modules (its integrity hash must still match), everything else off this
+   * machine is refused. Returns the list the CDN requests are recorded in.
+   */
+  async function stayOnLoopback(page) {
     const cdnRequests = [];
     await page.route("**/*", (route) => {
       const url = new URL(route.request().url());
@@ -93,15 +109,53 @@ if (missing) {
       if (url.hostname === "127.0.0.1") return route.continue();
       return route.abort();
     });
+    return cdnRequests;
+  }
 
+  test("a page of another origin cannot open a socket with the user's cookie", { timeout: 60_000 }, async () => {
+    // Another port of 127.0.0.1 is another origin but the same site: the browser sends the
+    // session cookie along, so only the server's origin check stands in the way.
+    const page = await browser.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    await stayOnLoopback(page);
+    await page.goto(server.url + "/");
+    await page.fill("#user", "mallory-target");
+    await page.click("#http-login");
+    await page.locator("#view-user").filter({ hasText: /^mallory-target$/ }).waitFor();
+
+    const other = createServer((req, res) => {
+      if (req.url === "/socket.io.min.js") {
+        res.writeHead(200, { "content-type": "application/javascript" });
+        return res.end(CLIENT_BUNDLE);
+      }
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<!doctype html><script src="/socket.io.min.js"></script><script>
+        window.outcomes = {};
+        for (const transport of ["websocket", "polling"]) {
+          const socket = io(${JSON.stringify(server.url)}, {
+            transports: [transport], upgrade: false, forceNew: true,
+            reconnection: false, withCredentials: true,
+          });
+          socket.on("connect", () => { window.outcomes[transport] = "connected"; });
+          socket.on("connect_error", (err) => { window.outcomes[transport] = "refused: " + err.message; });
+        }
+      </script>`);
+    });
+    await new Promise((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const otherUrl = `http://127.0.0.1:${other.address().port}/`;
     try {
-      await drive(page, cdnRequests);
-    } catch (err) {
-      await page.screenshot({ path: join(ARTIFACTS, "login_logout-failure.png"), fullPage: true });
-      throw err;
+      await page.goto(otherUrl);
+      await page.waitForFunction(() => window.outcomes?.websocket && window.outcomes?.polling);
+      const outcomes = await page.evaluate(() => window.outcomes);
+      assert.match(outcomes.websocket, /^refused/, JSON.stringify(outcomes));
+      assert.match(outcomes.polling, /^refused/, JSON.stringify(outcomes));
+      const cookies = await browser.cookies(server.url);
+      assert.ok(cookies.some((c) => c.name === "id"), "the browser holds the victim's cookie");
+    } finally {
+      await page.screenshot({ path: join(ARTIFACTS, "cross-origin.png"), fullPage: true });
+      other.close();
+      await page.close();
     }
-    assert.deepEqual(pageErrors, []);
-    await page.close();
   });
 
   /** Logs in, clicks through every button, and checks what the page shows. */
