@@ -66,6 +66,22 @@ pub enum SessionError {
     #[error("session store failed")]
     Store(#[from] tower_sessions::session_store::Error),
 
+    /// A store operation did not finish within [`Timeouts::store`](crate::Timeouts::store):
+    /// nothing was written (a save that was only slow may still land; the next reload shows
+    /// it).
+    #[error("session store timed out")]
+    TimedOut,
+
+    /// Another writer held the session's lock for longer than
+    /// [`Timeouts::lock`](crate::Timeouts::lock); nothing ran. Try again.
+    #[error("the session is busy: try again")]
+    Busy,
+
+    /// The handler's body ran longer than [`Timeouts::handler`](crate::Timeouts::handler); it
+    /// was stopped, nothing was written and the lock was released.
+    #[error("the handler did not finish in time; nothing was saved")]
+    HandlerTimedOut,
+
     /// The per-session lock could not be taken (a lock backend failed).
     #[error("could not lock the session")]
     Lock {
@@ -106,12 +122,17 @@ impl SessionError {
     }
 
     /// Whether this failure says something is wrong with the server (its store, its lock
-    /// backend, its wiring) rather than with the client's session: logged at `error`, the
-    /// others at `debug`.
+    /// backend, its wiring, a handler that hangs) rather than with the client's session: logged
+    /// at `error`, the others at `debug`.
     pub(crate) fn is_server_fault(&self) -> bool {
         matches!(
             self,
-            Self::NoSessionLayer | Self::NotAttached | Self::Store(_) | Self::Lock { .. }
+            Self::NoSessionLayer
+                | Self::NotAttached
+                | Self::Store(_)
+                | Self::TimedOut
+                | Self::HandlerTimedOut
+                | Self::Lock { .. }
         )
     }
 }

@@ -137,7 +137,8 @@ impl SessionHandle {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Store`] when the store fails to load the record.
+    /// [`SessionError::Store`] when the store fails to load the record,
+    /// [`SessionError::TimedOut`] when it does not answer in time.
     pub async fn read(&self) -> Result<ReadOnlySession, SessionError> {
         let data = self.load().await?;
         Ok(ReadOnlySession(Shared::new(self.inner.id, data)))
@@ -167,7 +168,10 @@ impl SessionHandle {
     ///
     /// `f`'s own errors, and, converted into `E`: [`SessionError::NoSession`],
     /// [`SessionError::Gone`], [`SessionError::Lock`] when the lock backend fails,
+    /// [`SessionError::Busy`] when another writer holds the lock too long,
     /// [`SessionError::Store`] when the load or the save fails (nothing half-written),
+    /// [`SessionError::TimedOut`] when the store does not answer in time,
+    /// [`SessionError::HandlerTimedOut`] when `f` runs too long,
     /// [`SessionError::Panicked`] when `f` panicked, and `f`'s use of the session after it
     /// finished ([`SessionError::Closed`]).
     pub async fn autosave<T, E, F>(&self, f: F) -> Result<T, E>
@@ -200,15 +204,18 @@ impl SessionHandle {
             return Err(SessionError::Gone);
         }
         let sessions = &self.inner.sessions;
+        let bounds = sessions.bounds();
         let mut lock = sessions.locks().lock(id);
         let mut waited = false;
-        let _guard = std::future::poll_fn(|cx| {
-            let poll = lock.as_mut().poll(cx);
-            waited |= poll.is_pending();
-            poll
-        })
-        .await?;
+        let guard = bounds
+            .lock_wait(std::future::poll_fn(|cx| {
+                let poll = lock.as_mut().poll(cx);
+                waited |= poll.is_pending();
+                poll
+            }))
+            .await;
         tracing::Span::current().record("lock_waited", waited);
+        let _guard = guard?;
         let now = OffsetDateTime::now_utc();
         let Some(mut record) = self.load_record(id, now).await? else {
             return Err(SessionError::Gone);
@@ -216,21 +223,27 @@ impl SessionHandle {
         let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
         check_required(&shared, require)?;
 
-        let out = CatchUnwind(AssertUnwindSafe(f(Session(shared.clone())))).await;
+        let out = bounds
+            .body(CatchUnwind(AssertUnwindSafe(f(Session(shared.clone())))))
+            .await;
         let (out, data, delete) = {
             let mut state = shared.state();
             state.closed = true;
             let out = match out {
-                Err(panic) => {
+                Err(timed_out) => {
+                    tracing::error!("session handler did not finish in time; nothing saved");
+                    return Err(timed_out);
+                }
+                Ok(Err(panic)) => {
                     tracing::error!(
                         panic = panic_message(&panic),
                         "session handler panicked; nothing saved"
                     );
                     return Err(SessionError::Panicked);
                 }
-                Ok(Err(err)) => return Err(err),
-                Ok(Ok(Err(err))) => return Ok(Err(err)),
-                Ok(Ok(Ok(value))) => value,
+                Ok(Ok(Err(err))) => return Err(err),
+                Ok(Ok(Ok(Err(err)))) => return Ok(Err(err)),
+                Ok(Ok(Ok(Ok(value)))) => value,
             };
             if let Some(err) = state.deferred_error.take() {
                 return Err(err);
@@ -243,13 +256,13 @@ impl SessionHandle {
         };
         let store = sessions.store();
         if delete {
-            store.delete(&id).await?;
+            bounds.store_op(store.delete(&id)).await?;
             self.inner.gone.store(true, Ordering::Release);
             tracing::debug!("session deleted by a socket handler");
         } else {
             record.data = data;
             record.expiry_date = expiry_date(self.inner.expiry, now);
-            store.save(&record).await?;
+            bounds.store_op(store.save(&record)).await?;
             tracing::debug!("session saved");
         }
         Ok(Ok(out))
@@ -268,9 +281,9 @@ impl SessionHandle {
         let session = self.read().await?;
         check_required(&session.0, require)?;
         let shared = session.0.clone();
-        let out = f(session).await;
+        let out = self.inner.sessions.bounds().body(f(session)).await;
         shared.state().closed = true;
-        Ok(out)
+        out
     }
 
     async fn load(&self) -> Result<Option<Data>, SessionError> {
@@ -291,11 +304,10 @@ impl SessionHandle {
         id: Id,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, SessionError> {
-        let record = self
-            .inner
-            .sessions
-            .store()
-            .load(&id)
+        let sessions = &self.inner.sessions;
+        let record = sessions
+            .bounds()
+            .store_op(sessions.store().load(&id))
             .await?
             // Not every store filters expired records on load.
             .filter(|r| r.expiry_date > now);

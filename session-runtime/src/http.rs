@@ -19,12 +19,13 @@ use axum::{
 use tower::{Layer, Service};
 use tower_sessions::Session;
 
-use crate::{SessionError, SessionLockGuard, SessionLocks};
+use crate::{SessionError, SessionLockGuard, SessionLocks, Timeouts};
 
 /// Holds the lock a [`LockedSession`] took until the session layer has saved.
 #[derive(Clone)]
 struct LockSlot {
     locks: Arc<dyn SessionLocks>,
+    timeouts: Timeouts,
     guard: Arc<Mutex<Option<SessionLockGuard>>>,
 }
 
@@ -52,13 +53,24 @@ struct LockSlot {
 #[derive(Clone)]
 pub struct SessionLockLayer {
     locks: Arc<dyn SessionLocks>,
+    timeouts: Timeouts,
 }
 
 impl SessionLockLayer {
     /// A layer taking locks from `locks`: use [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
-    /// to share the sockets' locks.
+    /// to share the sockets' locks and timeouts.
     pub fn new(locks: Arc<dyn SessionLocks>) -> Self {
-        Self { locks }
+        Self {
+            locks,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Bounds [`LockedSession`]'s wait for the lock and its reload (default:
+    /// [`Timeouts::default`]). The save at the end of the request is the session layer's own.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 }
 
@@ -75,6 +87,7 @@ impl<S> Layer<S> for SessionLockLayer {
         SessionLockService {
             inner,
             locks: self.locks.clone(),
+            timeouts: self.timeouts,
         }
     }
 }
@@ -84,6 +97,7 @@ impl<S> Layer<S> for SessionLockLayer {
 pub struct SessionLockService<S> {
     inner: S,
     locks: Arc<dyn SessionLocks>,
+    timeouts: Timeouts,
 }
 
 impl<S> fmt::Debug for SessionLockService<S> {
@@ -108,6 +122,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let slot = LockSlot {
             locks: self.locks.clone(),
+            timeouts: self.timeouts,
             guard: Arc::default(),
         };
         req.extensions_mut().insert(slot.clone());
@@ -173,7 +188,12 @@ impl IntoResponse for LockedSessionRejection {
     fn into_response(self) -> Response {
         // The client hears a short message; the log keeps the sources and the wiring hint.
         let (status, message) = match &self {
-            Self::Session(err @ (SessionError::Store(_) | SessionError::Lock { .. })) => {
+            Self::Session(
+                err @ (SessionError::Store(_)
+                | SessionError::TimedOut
+                | SessionError::Busy
+                | SessionError::Lock { .. }),
+            ) => {
                 tracing::error!(error = %err.report(), "`LockedSession` rejected the request");
                 (StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
@@ -207,10 +227,12 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
             .ok_or(LockedSessionRejection::NoLockLayer)?;
         // Without an id there is no record to race on: a new one gets a fresh id.
         if let Some(id) = session.id() {
-            let guard = slot.locks.lock(id).await?;
+            let guard = slot.timeouts.lock_wait(slot.locks.lock(id)).await?;
             *slot.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
             // Something before us may have read the record already; that copy is stale.
-            session.load().await.map_err(SessionError::from_session)?;
+            slot.timeouts
+                .store_op(async { session.load().await.map_err(store_error) })
+                .await?;
         }
         Ok(LockedSession(session))
     }
@@ -264,4 +286,14 @@ where
             axum::Json(serde_json::Value::Object(out)),
         )
     })
+}
+
+/// tower-sessions' error as a store error: a load only fails in the store.
+fn store_error(err: tower_sessions::session::Error) -> tower_sessions::session_store::Error {
+    match err {
+        tower_sessions::session::Error::Store(err) => err,
+        tower_sessions::session::Error::SerdeJson(err) => {
+            tower_sessions::session_store::Error::Decode(err.to_string())
+        }
+    }
 }

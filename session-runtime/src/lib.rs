@@ -53,6 +53,7 @@ mod locks;
 pub mod origin;
 mod session;
 mod sockets;
+mod timeouts;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;
@@ -61,6 +62,7 @@ pub use session::{ReadOnlySession, Session, SessionData};
 #[doc(inline)]
 pub use session_macros::with_session;
 pub use sockets::{AttachSession, OnGone, SessionConnectHandler, SocketSessions, GONE_EVENT};
+pub use timeouts::Timeouts;
 
 #[doc(hidden)]
 #[path = "private.rs"]

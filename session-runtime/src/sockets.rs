@@ -11,7 +11,9 @@ use socketioxide::{
 };
 use tower_sessions::SessionStore;
 
-use crate::{http::SessionLockLayer, LocalSessionLocks, SessionError, SessionHandle, SessionLocks};
+use crate::{
+    http::SessionLockLayer, LocalSessionLocks, SessionError, SessionHandle, SessionLocks, Timeouts,
+};
 
 /// The event a socket receives, with `{"reason": "..."}`, before [`OnGone::Disconnect`]
 /// disconnects it.
@@ -88,6 +90,7 @@ struct Config {
     locks: Arc<dyn SessionLocks>,
     require_session: bool,
     on_gone: OnGone,
+    timeouts: Timeouts,
 }
 
 impl fmt::Debug for SocketSessions {
@@ -110,6 +113,7 @@ impl SocketSessions {
                 locks: Arc::new(LocalSessionLocks::default()),
                 require_session: false,
                 on_gone: OnGone::default(),
+                timeouts: Timeouts::default(),
             }),
         }
     }
@@ -146,6 +150,25 @@ impl SocketSessions {
         self
     }
 
+    /// Bounds every wait of the socket side and of [`LockedSession`](crate::http::LockedSession)
+    /// (default: [`Timeouts::default`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use session_runtime::{SocketSessions, Timeouts};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default())
+    ///     .timeouts(Timeouts::default().store(Duration::from_millis(500)));
+    /// ```
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        Arc::make_mut(&mut self.inner).timeouts = timeouts;
+        self
+    }
+
+    pub(crate) fn bounds(&self) -> &Timeouts {
+        &self.inner.timeouts
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
@@ -163,7 +186,7 @@ impl SocketSessions {
     /// The layer that lets HTTP routes take the same per-session locks as the sockets (see
     /// [`LockedSession`](crate::http::LockedSession)).
     pub fn lock_layer(&self) -> SessionLockLayer {
-        SessionLockLayer::new(self.inner.locks.clone())
+        SessionLockLayer::new(self.inner.locks.clone()).timeouts(self.inner.timeouts)
     }
 
     /// A connect middleware that attaches the session to each socket, for namespaces whose

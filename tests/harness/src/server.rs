@@ -31,7 +31,7 @@ use std::{
 use axum::routing::{get, post};
 use session_runtime::{
     LocalSessionLocks, LockFuture, OnGone, SessionError, SessionLockGuard, SessionLocks,
-    SocketSessions,
+    SocketSessions, Timeouts,
 };
 use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
@@ -47,6 +47,9 @@ use crate::{
 /// burst of 200 concurrent events and then drops acks (design.md); the tests send 100 per
 /// socket and expect every ack.
 pub const MAX_BUFFER_SIZE: usize = 1024;
+
+/// The largest socket.io packet accepted, on every transport (the demo's limit).
+pub const MAX_PAYLOAD: usize = 64 << 10;
 
 /// The namespace whose connect guard is [`events::members_only`].
 pub const MEMBERS: &str = "/members";
@@ -73,6 +76,7 @@ pub struct ServerBuilder {
     expiry: Option<Expiry>,
     latency: Duration,
     locks: LockKind,
+    timeouts: Option<Timeouts>,
 }
 
 /// Which locks the server's sockets and HTTP routes share.
@@ -136,6 +140,12 @@ impl ServerBuilder {
         self
     }
 
+    /// `SocketSessions::timeouts` (default: the runtime's defaults).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = Some(timeouts);
+        self
+    }
+
     /// Locks whose backend fails every time (as a distributed lock whose server is down),
     /// with [`LOCK_FAILURE`] as the error's source.
     pub fn failing_locks(mut self) -> Self {
@@ -159,11 +169,16 @@ impl ServerBuilder {
         if self.require_session {
             sessions = sessions.require_session();
         }
+        if let Some(timeouts) = self.timeouts {
+            sessions = sessions.timeouts(timeouts);
+        }
 
         let probe = Arc::new(HoldProbe::default());
         let runs = events::Runs::default();
         let (sio_layer, io) = SocketIo::builder()
             .max_buffer_size(MAX_BUFFER_SIZE)
+            .max_payload(MAX_PAYLOAD as u64)
+            .ws_max_message_size(MAX_PAYLOAD)
             .with_state(probe.clone())
             .with_state(runs.clone())
             .build_layer();
@@ -282,6 +297,7 @@ impl TestServer {
             expiry: None,
             latency: Duration::ZERO,
             locks: LockKind::Local,
+            timeouts: None,
         }
     }
 

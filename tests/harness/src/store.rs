@@ -163,6 +163,10 @@ struct StoreStats {
     latency_us: AtomicU64,
     fail_loads: AtomicBool,
     fail_writes: AtomicBool,
+    fail_one_in: AtomicUsize,
+    calls: AtomicUsize,
+    hang_loads: AtomicBool,
+    hang_writes: AtomicBool,
     written_ids: Mutex<HashSet<Id>>,
 }
 
@@ -204,6 +208,24 @@ impl TestStore {
     pub fn fail_all(&self, fail: bool) {
         self.fail_loads(fail);
         self.fail_writes(fail);
+    }
+
+    /// A flaky store: one operation in `n` fails, loads and writes alike, counting from the
+    /// next (`0`: none). With `n == 2` every autosave transaction (a load, then a save) fails.
+    pub fn fail_one_in(&self, n: usize) {
+        self.stats.calls.store(0, Ordering::SeqCst);
+        self.stats.fail_one_in.store(n, Ordering::SeqCst);
+    }
+
+    /// While set, `load` does not answer (a stuck store): it waits until the flag is cleared,
+    /// unless its caller gives up first.
+    pub fn hang_loads(&self, hang: bool) {
+        self.stats.hang_loads.store(hang, Ordering::SeqCst);
+    }
+
+    /// While set, `create`, `save` and `delete` do not answer (see [`TestStore::hang_loads`]).
+    pub fn hang_writes(&self, hang: bool) {
+        self.stats.hang_writes.store(hang, Ordering::SeqCst);
     }
 
     /// Successful `save` calls so far.
@@ -271,12 +293,18 @@ impl TestStore {
         if latency > 0 {
             tokio::time::sleep(Duration::from_micros(latency)).await;
         }
-        let failing = if write {
-            &self.stats.fail_writes
+        let (failing, hanging) = if write {
+            (&self.stats.fail_writes, &self.stats.hang_writes)
         } else {
-            &self.stats.fail_loads
+            (&self.stats.fail_loads, &self.stats.hang_loads)
         };
-        if failing.load(Ordering::SeqCst) {
+        while hanging.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let call = self.stats.calls.fetch_add(1, Ordering::SeqCst);
+        let one_in = self.stats.fail_one_in.load(Ordering::SeqCst);
+        let flaky = one_in > 0 && call % one_in == one_in - 1;
+        if failing.load(Ordering::SeqCst) || flaky {
             return Err(session_store::Error::Backend(INJECTED_FAILURE.into()));
         }
         Ok(())

@@ -1,0 +1,105 @@
+//! Bounds on every wait: a hung store, a stuck lock holder or a handler that never finishes
+//! gets the client an answer instead of silence, and never holds a session's lock for ever.
+
+use std::{future::Future, time::Duration};
+
+use tower_sessions::session_store;
+
+use crate::SessionError;
+
+/// How long the runtime waits, per event, before answering the client with an error.
+///
+/// | wait | default | on expiry |
+/// |---|---|---|
+/// | a store operation (load, save, delete) | 3 s | [`SessionError::TimedOut`] |
+/// | the session's lock, behind another writer | 3 s | [`SessionError::Busy`] |
+/// | the handler's body (from reload to its answer) | 30 s | [`SessionError::HandlerTimedOut`] |
+///
+/// With the defaults an `autosave` event is answered within 3 + 3 + 30 + 3 s at the most, and
+/// within 9 s when the store hangs (lock, load and save each give up after 3 s) whatever the
+/// handler does. Whatever expires, nothing is written and the lock is released; the next
+/// event tries again, so the session works as soon as the store does. A save that times out
+/// may still land if the store was only slow: the client is told it failed, and the next
+/// reload shows what the store holds.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_runtime::{SocketSessions, Timeouts};
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default()).timeouts(
+///     Timeouts::default()
+///         .store(Duration::from_secs(1))
+///         .lock(Duration::from_secs(2))
+///         .handler(None), // handlers that may legitimately run long
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    store: Duration,
+    lock: Duration,
+    handler: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            store: Duration::from_secs(3),
+            lock: Duration::from_secs(3),
+            handler: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The bound on each store operation (load, save, delete).
+    pub fn store(mut self, limit: Duration) -> Self {
+        self.store = limit;
+        self
+    }
+
+    /// The bound on waiting for a session's lock held by another writer.
+    pub fn lock(mut self, limit: Duration) -> Self {
+        self.lock = limit;
+        self
+    }
+
+    /// The bound on a handler's body, or `None` for none. Without one, a body that never
+    /// finishes keeps its session's lock (other writers of that session get
+    /// [`SessionError::Busy`]) and its client waits for ever.
+    pub fn handler(mut self, limit: Option<Duration>) -> Self {
+        self.handler = limit;
+        self
+    }
+
+    /// A store operation, bounded.
+    pub(crate) async fn store_op<T>(
+        &self,
+        op: impl Future<Output = session_store::Result<T>>,
+    ) -> Result<T, SessionError> {
+        match tokio::time::timeout(self.store, op).await {
+            Ok(result) => result.map_err(SessionError::Store),
+            Err(_) => Err(SessionError::TimedOut),
+        }
+    }
+
+    /// A wait for a session's lock, bounded.
+    pub(crate) async fn lock_wait<T>(
+        &self,
+        wait: impl Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
+        tokio::time::timeout(self.lock, wait)
+            .await
+            .unwrap_or(Err(SessionError::Busy))
+    }
+
+    /// A handler's body, bounded if a bound is set.
+    pub(crate) async fn body<F: Future>(&self, body: F) -> Result<F::Output, SessionError> {
+        match self.handler {
+            Some(limit) => tokio::time::timeout(limit, body)
+                .await
+                .map_err(|_| SessionError::HandlerTimedOut),
+            None => Ok(body.await),
+        }
+    }
+}
