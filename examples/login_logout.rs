@@ -47,6 +47,12 @@ const MAX_USER_CHARS: usize = 64;
 /// of 200 concurrent events on one socket is acknowledged in full, so leave ample room.
 const MAX_BUFFER_SIZE: usize = 1024;
 
+/// The largest socket.io packet accepted, on every transport: 64 KiB is ample for this
+/// protocol. engineioxide's defaults are 100 kB for polling and 64 MiB for websocket; a larger
+/// packet closes that one connection (engine.io can't refuse a single packet) and nothing
+/// else.
+const MAX_PAYLOAD: usize = 64 << 10;
+
 /// The body of `POST /login` and the payload of the `login` event: a JSON object whose `user`
 /// is a valid name. Checked while deserialising, so HTTP and sockets refuse the same payloads.
 #[derive(Debug, Deserialize)]
@@ -250,6 +256,8 @@ fn app(key: Key) -> Router {
 
     let (sio_layer, io) = SocketIo::builder()
         .max_buffer_size(MAX_BUFFER_SIZE)
+        .max_payload(MAX_PAYLOAD as u64)
+        .ws_max_message_size(MAX_PAYLOAD)
         .build_layer();
     io.ns(
         "/",

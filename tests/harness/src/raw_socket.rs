@@ -181,13 +181,32 @@ impl RawSocket {
         event: &str,
         args: Vec<Value>,
     ) -> impl Future<Output = Value> + Send + 'static {
+        self.emit_with_attachments(event, args, Vec::new())
+    }
+
+    /// [`RawSocket::emit`] of a binary event: `args` refer to the `attachments` with socket.io
+    /// placeholders (`{"_placeholder": true, "num": N}`), and each attachment follows the
+    /// packet as a binary websocket message.
+    pub fn emit_with_attachments(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Value> + Send + 'static {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
         let mut packet = vec![json!(event)];
         packet.extend(args);
-        let frame = format!("42{}{id}{}", self.prefix, Value::Array(packet));
-        let sent = self.out.send(Message::Text(frame)).is_ok();
+        let kind = match attachments.len() {
+            0 => "2".to_owned(),
+            n => format!("5{n}-"),
+        };
+        let frame = format!("4{kind}{}{id}{}", self.prefix, Value::Array(packet));
+        let mut sent = self.out.send(Message::Text(frame)).is_ok();
+        for attachment in attachments {
+            sent &= self.out.send(Message::Binary(attachment)).is_ok();
+        }
         let event = event.to_owned();
         async move {
             assert!(sent, "the socket is closed; `{event}` was not sent");
@@ -197,6 +216,11 @@ impl RawSocket {
                 Err(_) => panic!("no ack for `{event}` #{id} within {TIMEOUT:?}"),
             }
         }
+    }
+
+    /// Sends `text` as one websocket message, unchecked: for payloads no client would send.
+    pub fn send_raw(&self, text: String) -> bool {
+        self.out.send(Message::Text(text)).is_ok()
     }
 
     /// Emits and waits for the ack.
