@@ -1,24 +1,29 @@
 //! "No lost updates": concurrent writers of one session, over sockets and HTTP, are
 //! serialised by the per-session lock; readers take no lock; the lock table does not leak.
+//! Each guarantee holds on both namespaces: `#[with_session]`'s (`/`) and the hand-written
+//! `SessionHandle` one.
 
 use std::{collections::HashSet, time::Duration};
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use session_harness::{TestServer, Transport, User, TIMEOUT};
-use session_runtime::{LocalSessionLocks, SessionLocks};
+use session_harness::{TestServer, Transport, User, HAND_WRITTEN, TIMEOUT};
+use session_runtime::{LocalSessionLocks, SessionLocks, Timeouts};
 use tower_sessions::session::Id;
 
 /// Store latency that makes unserialised read-modify-write lose updates (design.md).
 const LATENCY: Duration = Duration::from_millis(2);
 
-/// Fires `per_socket` incr on each of `sockets` new sockets of `user`'s session without
-/// awaiting, plus `http` concurrent
-/// `POST /incr`, then awaits everything; returns every count a client was told, sorted.
-async fn burst(user: &User, sockets: usize, per_socket: usize, http: usize) -> Vec<i64> {
+/// The namespaces whose handlers must be serialised.
+const BOTH: [&str; 2] = ["/", HAND_WRITTEN];
+
+/// Fires `per_socket` incr on each of `sockets` new sockets of `user`'s session on `ns`
+/// without awaiting, plus `http` concurrent `POST /incr`, then awaits everything; returns
+/// every count a client was told, sorted.
+async fn burst(user: &User, ns: &str, sockets: usize, per_socket: usize, http: usize) -> Vec<i64> {
     let mut clients = Vec::new();
     for _ in 0..sockets {
-        clients.push(user.raw_socket().await);
+        clients.push(user.raw_socket_on(ns).await);
     }
     let client = user.http.clone();
     let http_incrs: Vec<_> = (0..http)
@@ -46,22 +51,31 @@ async fn burst(user: &User, sockets: usize, per_socket: usize, http: usize) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_sockets_and_http_increment_concurrently_without_losing_an_update() {
-    let server = TestServer::builder().latency(LATENCY).start().await;
-    let alice = server.login("alice").await;
+    for ns in BOTH {
+        let server = TestServer::builder()
+            .latency(LATENCY)
+            // 450 writers queue on one lock for longer than the default bound on that wait
+            // (then they get `Busy`); this test is about serialisation, not that bound.
+            .timeouts(Timeouts::default().lock(TIMEOUT))
+            .start()
+            .await;
+        let alice = server.login("alice").await;
 
-    let counts = burst(&alice, 4, 100, 50).await;
-    // Serialised: each writer saw the previous one's result, so every count from 1 to 450
-    // was handed out exactly once.
-    assert_eq!(counts, (1..=450).collect::<Vec<_>>());
-    assert_eq!(
-        alice.http.session().await,
-        json!({ "user": "alice", "count": 450 })
-    );
-    assert!(
-        server.locks.is_empty(),
-        "{} lock entries left",
-        server.locks.len()
-    );
+        let counts = burst(&alice, ns, 4, 100, 50).await;
+        // Serialised: each writer saw the previous one's result, so every count from 1 to
+        // 450 was handed out exactly once.
+        assert_eq!(counts, (1..=450).collect::<Vec<_>>(), "{ns}");
+        assert_eq!(
+            alice.http.session().await,
+            json!({ "user": "alice", "count": 450 }),
+            "{ns}"
+        );
+        assert!(
+            server.locks.is_empty(),
+            "{ns}: {} lock entries left",
+            server.locks.len()
+        );
+    }
 }
 
 /// The control experiment: the same burst with locks that exclude nothing loses updates,
@@ -75,7 +89,7 @@ async fn without_the_lock_the_same_burst_loses_updates() {
         .await;
     let alice = server.login("alice").await;
 
-    let counts = burst(&alice, 2, 50, 10).await;
+    let counts = burst(&alice, "/", 2, 50, 10).await;
     let distinct: HashSet<_> = counts.iter().collect();
     let count = alice.http.session().await["count"].as_i64().unwrap();
     assert!(
@@ -86,81 +100,85 @@ async fn without_the_lock_the_same_burst_loses_updates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_and_websocket_clients_share_the_lock() {
-    let server = TestServer::builder().latency(LATENCY).start().await;
-    let alice = server.login("alice").await;
-    // rust_socketio awaits one ack at a time, so its clients run concurrent loops instead.
-    let mut loops = Vec::new();
-    for transport in Transport::ALL {
-        let socket = alice.socket(transport).await;
-        loops.push(tokio::spawn(async move {
-            let mut counts = Vec::new();
-            for _ in 0..20 {
-                counts.push(socket.ack("incr", vec![]).await.as_i64().expect("a count"));
-            }
-            counts
-        }));
+    for ns in BOTH {
+        let server = TestServer::builder().latency(LATENCY).start().await;
+        let alice = server.login("alice").await;
+        // rust_socketio awaits one ack at a time, so its clients run concurrent loops instead.
+        let mut loops = Vec::new();
+        for transport in Transport::ALL {
+            let socket = alice.socket_on(ns, transport).await;
+            loops.push(tokio::spawn(async move {
+                let mut counts = Vec::new();
+                for _ in 0..20 {
+                    counts.push(socket.ack("incr", vec![]).await.as_i64().expect("a count"));
+                }
+                counts
+            }));
+        }
+        let burst = burst(&alice, ns, 1, 40, 10);
+        let (loops, burst) = tokio::join!(join_all(loops), burst);
+        let mut counts: Vec<i64> = loops
+            .into_iter()
+            .flat_map(|l| l.unwrap())
+            .chain(burst)
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=110).collect::<Vec<_>>(), "{ns}");
+        assert_eq!(alice.http.session().await["count"], 110, "{ns}");
     }
-    let burst = burst(&alice, 1, 40, 10);
-    let (loops, burst) = tokio::join!(join_all(loops), burst);
-    let mut counts: Vec<i64> = loops
-        .into_iter()
-        .flat_map(|l| l.unwrap())
-        .chain(burst)
-        .collect();
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=110).collect::<Vec<_>>());
-    assert_eq!(alice.http.session().await["count"], 110);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readonly_takes_no_lock_while_a_writer_holds_it() {
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
-    let (writer, other) = (alice.raw_socket().await, alice.raw_socket().await);
+    for ns in BOTH {
+        let server = TestServer::start().await;
+        let alice = server.login("alice").await;
+        let (writer, other) = (alice.raw_socket_on(ns).await, alice.raw_socket_on(ns).await);
 
-    let mut hold = Box::pin(writer.emit("hold", vec![]));
-    tokio::time::timeout(TIMEOUT, server.probe.entered.notified())
-        .await
-        .expect("`hold` never took the lock");
-    assert_eq!(server.locks.len(), 1);
+        let mut hold = Box::pin(writer.emit("hold", vec![]));
+        tokio::time::timeout(TIMEOUT, server.probe.entered.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{ns}: `hold` never took the lock"));
+        assert_eq!(server.locks.len(), 1);
 
-    // Readers go through while the lock is held.
-    assert_eq!(
-        other.ack("whoami", vec![]).await,
-        json!({ "user": "alice" })
-    );
-    assert_eq!(alice.http.session().await["user"], "alice");
-    // Writers wait: a socket's and an HTTP route's.
-    let mut incr = Box::pin(other.emit("incr", vec![]));
-    let mut http_incr = Box::pin({
-        let http = alice.http.clone();
-        async move { http.incr().await }
-    });
-    for _ in 0..3 {
-        tokio::select! {
-            ack = &mut incr => panic!("a writer ran while the lock was held: {ack}"),
-            n = &mut http_incr => panic!("an HTTP writer ran while the lock was held: {n}"),
-            ack = &mut hold => panic!("`hold` returned before it was released: {ack}"),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
+        // Readers go through while the lock is held.
         assert_eq!(
             other.ack("whoami", vec![]).await,
             json!({ "user": "alice" })
         );
-    }
+        assert_eq!(alice.http.session().await["user"], "alice");
+        // Writers wait: a socket's and an HTTP route's.
+        let mut incr = Box::pin(other.emit("incr", vec![]));
+        let mut http_incr = Box::pin({
+            let http = alice.http.clone();
+            async move { http.incr().await }
+        });
+        for _ in 0..3 {
+            tokio::select! {
+                ack = &mut incr => panic!("a writer ran while the lock was held: {ack}"),
+                n = &mut http_incr => panic!("an HTTP writer ran while the lock was held: {n}"),
+                ack = &mut hold => panic!("`hold` returned before it was released: {ack}"),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            assert_eq!(
+                other.ack("whoami", vec![]).await,
+                json!({ "user": "alice" })
+            );
+        }
 
-    server.probe.release.add_permits(1);
-    assert_eq!(hold.await, json!({ "ok": true }));
-    let (socket_count, http_count) = tokio::join!(incr, http_incr);
-    let mut counts = vec![socket_count.as_i64().unwrap(), http_count];
-    counts.sort_unstable();
-    assert_eq!(counts, [1, 2]);
-    assert_eq!(
-        alice.http.session().await,
-        json!({ "user": "alice", "count": 2 }),
-        "the held writer's change is kept too"
-    );
-    assert!(server.locks.is_empty());
+        server.probe.release.add_permits(1);
+        assert_eq!(hold.await, json!({ "ok": true }));
+        let (socket_count, http_count) = tokio::join!(incr, http_incr);
+        let mut counts = vec![socket_count.as_i64().unwrap(), http_count];
+        counts.sort_unstable();
+        assert_eq!(counts, [1, 2], "{ns}");
+        assert_eq!(
+            alice.http.session().await,
+            json!({ "user": "alice", "count": 2 }),
+            "{ns}: the held writer's change is kept too"
+        );
+        assert!(server.locks.is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +246,7 @@ async fn lock_table_is_empty_after_real_sockets_and_http_requests() {
     let mut sessions = Vec::new();
     for n in 0..30 {
         let user = server.login(&format!("user{n}")).await;
-        let socket = user.raw_socket().await;
+        let socket = user.raw_socket_on(BOTH[n % 2]).await;
         sessions.push((user.http, socket));
     }
     let work = sessions.iter().map(|(http, socket)| async move {

@@ -2,25 +2,28 @@
 //! transport, cookie mode or namespace, and each side sees the other's last write.
 
 use serde_json::json;
-use session_harness::{CookieMode, RawSocket, TestServer, Transport};
+use session_harness::{CookieMode, RawSocket, TestServer, Transport, User, HAND_WRITTEN};
+
+/// A server whose session cookies are `cookie`, serving the events on `/admin` too, and alice
+/// logged in on it over HTTP.
+async fn alice_on(cookie: CookieMode) -> (TestServer, User) {
+    let builder = TestServer::builder().cookie(cookie).namespace("/admin");
+    let server = builder.start().await;
+    let alice = server.login("alice").await;
+    (server, alice)
+}
 
 /// Logs `alice` in over HTTP, then checks a socket of the same cookie sees her, on every
-/// transport, and that its write lands in the same record: for every cookie mode, on `/` and
-/// on another namespace.
+/// transport, and that its write lands in the same record: for every cookie mode, with the
+/// `#[with_session]` events (`/`, and another namespace) and their hand-written twins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_sees_http_login_on_every_transport_cookie_mode_and_namespace() {
-    for (cookie, ns) in [
-        (CookieMode::Plain, "/"),
-        (CookieMode::Signed, "/"),
-        (CookieMode::Private, "/"),
-        (CookieMode::Signed, "/admin"),
-    ] {
-        let server = TestServer::builder()
-            .cookie(cookie)
-            .namespace("/admin")
-            .start()
-            .await;
-        let alice = server.login("alice").await;
+    let modes = [CookieMode::Plain, CookieMode::Signed, CookieMode::Private];
+    let cases = modes
+        .into_iter()
+        .flat_map(|cookie| [("/", cookie), (HAND_WRITTEN, cookie)]);
+    for (ns, cookie) in cases.chain([("/admin", CookieMode::Signed)]) {
+        let (_server, alice) = alice_on(cookie).await;
         for (n, transport) in Transport::ALL.into_iter().enumerate() {
             let socket = alice.socket_on(ns, transport).await;
             let whoami = socket.ack("whoami", vec![]).await;
@@ -44,8 +47,8 @@ async fn socket_sees_http_login_on_every_transport_cookie_mode_and_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_of_two_browsers_see_only_their_own_session() {
-    let server = TestServer::start().await;
-    let (alice, bob) = (server.login("alice").await, server.login("bob").await);
+    let (server, alice) = alice_on(CookieMode::Plain).await;
+    let bob = server.login("bob").await;
     let a = alice.raw_socket().await;
     let b = bob.raw_socket().await;
     assert_eq!(a.ack("whoami", vec![]).await, json!({ "user": "alice" }));
@@ -59,8 +62,7 @@ async fn sockets_of_two_browsers_see_only_their_own_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_increment_is_seen_by_the_very_next_socket_event() {
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
+    let (_server, alice) = alice_on(CookieMode::Plain).await;
     let socket = alice.socket(Transport::Websocket).await;
     for round in 0..5 {
         // HTTP then socket, alternately: each must build on the other's last write.
@@ -72,8 +74,7 @@ async fn http_increment_is_seen_by_the_very_next_socket_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_login_as_another_user_is_seen_by_the_very_next_socket_event() {
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
+    let (_server, alice) = alice_on(CookieMode::Plain).await;
     // Polling: the handshake's `Session` (cached forever) would still say alice.
     let old = alice.socket(Transport::Polling).await;
     assert_eq!(old.ack("whoami", vec![]).await, json!({ "user": "alice" }));
@@ -90,11 +91,7 @@ async fn http_login_as_another_user_is_seen_by_the_very_next_socket_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_writes_are_seen_by_the_very_next_http_request() {
-    let server = TestServer::builder()
-        .cookie(CookieMode::Private)
-        .start()
-        .await;
-    let alice = server.login("alice").await;
+    let (_server, alice) = alice_on(CookieMode::Private).await;
     let socket = alice.socket(Transport::PollingUpgraded).await;
     for n in 1..=5 {
         assert_eq!(socket.ack("incr", vec![]).await, json!(n));
@@ -117,8 +114,7 @@ async fn socket_writes_are_seen_by_the_very_next_http_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_delete_logs_the_browser_out() {
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
+    let (server, alice) = alice_on(CookieMode::Plain).await;
     let id = alice.id().await;
     let socket = alice.raw_socket().await;
     assert_eq!(socket.ack("delete", vec![]).await, json!({ "ok": true }));
@@ -132,8 +128,7 @@ async fn socket_delete_logs_the_browser_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_login_payload_gets_an_error_ack_and_changes_nothing() {
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
+    let (server, alice) = alice_on(CookieMode::Plain).await;
     let socket = alice.raw_socket().await;
     let writes = server.store.writes();
     for bad in [
@@ -156,8 +151,7 @@ async fn bad_login_payload_gets_an_error_ack_and_changes_nothing() {
 async fn first_event_right_after_connect_is_never_missed() {
     // Handlers registered in a plain connect handler miss some first events (design.md);
     // `SocketSessions::handler` registers them before CONNECT is answered.
-    let server = TestServer::start().await;
-    let alice = server.login("alice").await;
+    let (server, alice) = alice_on(CookieMode::Plain).await;
     let cookie = alice.cookie();
     let firsts = (0..100).map(|_| async {
         let socket = RawSocket::connect(&server.url(), "/", Some(&cookie))

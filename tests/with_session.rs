@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use session_harness::{
     error_of, refusal, server::MEMBERS, SocketClient, TestServer, Transport, User,
 };
@@ -17,6 +17,24 @@ async fn visitor(values: &[(&str, &str)]) -> (TestServer, User, SocketClient) {
     let visitor = server.visitor(values).await;
     let socket = visitor.socket(Transport::Websocket).await;
     (server, visitor, socket)
+}
+
+/// Sends `event` with `args` and returns its ack, asserting that no write (`save` or `create`)
+/// reached the store in the meantime.
+async fn ack_saving_nothing(
+    server: &TestServer,
+    socket: &SocketClient,
+    event: &str,
+    args: Vec<Value>,
+) -> Value {
+    let writes = server.store.writes();
+    let ack = socket.ack(event, args).await;
+    assert_eq!(
+        server.store.writes(),
+        writes,
+        "`{event}` saved; it acked {ack}"
+    );
+    ack
 }
 
 #[tokio::test]
@@ -31,10 +49,9 @@ async fn the_ack_comes_after_the_save() {
 #[tokio::test]
 async fn require_stops_the_handler_before_its_body() {
     let (server, visitor, socket) = visitor(&[("balance", "10")]).await;
-    let saves = server.store.saves();
 
     for (event, args) in [("spend", vec![json!(5)]), ("member", vec![])] {
-        let ack = socket.ack(event, args).await;
+        let ack = ack_saving_nothing(&server, &socket, event, args).await;
         assert_eq!(
             ack,
             json!({ "error": "the session has no `user`" }),
@@ -42,7 +59,6 @@ async fn require_stops_the_handler_before_its_body() {
         );
     }
     assert_eq!(server.runs(), 0);
-    assert_eq!(server.store.saves(), saves);
     assert_eq!(server.data(&visitor).await.unwrap()["balance"], json!(10));
 }
 
@@ -51,22 +67,19 @@ async fn an_err_saves_nothing() {
     let (server, visitor, socket) = visitor(&[("user", "\"alice\""), ("balance", "10")]).await;
 
     assert_eq!(socket.ack("spend", vec![json!(4)]).await, json!(6));
-    let saves = server.store.saves();
     // The body wrote -94 before returning `Err`: nothing of it reaches the store.
-    let ack = socket.ack("spend", vec![json!(100)]).await;
+    let ack = ack_saving_nothing(&server, &socket, "spend", vec![json!(100)]).await;
     assert_eq!(ack, json!({ "error": "not enough credit" }));
     assert_eq!(server.runs(), 2);
-    assert_eq!(server.store.saves(), saves);
     assert_eq!(server.data(&visitor).await.unwrap()["balance"], json!(6));
 }
 
 #[tokio::test]
 async fn readonly_never_writes() {
     let (server, _visitor, socket) = visitor(&[("user", "\"alice\"")]).await;
-    let saves = server.store.saves();
 
-    assert_eq!(socket.ack("member", vec![]).await, json!("alice"));
-    assert_eq!(server.store.saves(), saves);
+    let ack = ack_saving_nothing(&server, &socket, "member", vec![]).await;
+    assert_eq!(ack, json!("alice"));
 }
 
 #[tokio::test]
@@ -95,12 +108,10 @@ async fn session_data_is_written_back() {
 #[tokio::test]
 async fn session_data_that_does_not_read_fails_and_writes_nothing() {
     let (server, visitor, socket) = visitor(&[("cart", "42")]).await;
-    let saves = server.store.saves();
 
-    let answer = socket.ack("add", vec![json!("tea")]).await;
+    let answer = ack_saving_nothing(&server, &socket, "add", vec![json!("tea")]).await;
     let error = error_of(&answer);
     assert!(error.contains("`cart`"), "{error}");
-    assert_eq!(server.store.saves(), saves);
     assert_eq!(server.data(&visitor).await.unwrap()["cart"], json!(42));
 }
 
@@ -167,11 +178,9 @@ async fn an_early_return_still_saves_before_the_ack() {
 #[tokio::test]
 async fn an_error_through_question_mark_saves_nothing_and_is_answered() {
     let (server, visitor, socket) = visitor(&[("label", "\"ten\"")]).await;
-    let saves = server.store.saves();
 
-    let answer = socket.ack("tally", vec![json!("late")]).await;
+    let answer = ack_saving_nothing(&server, &socket, "tally", vec![json!("late")]).await;
     assert!(error_of(&answer).contains("`label`"), "{answer}");
-    assert_eq!(server.store.saves(), saves);
     // `touched` was written before the `?`: it never reached the store.
     assert_eq!(server.data(&visitor).await.unwrap().get("touched"), None);
 }
@@ -179,14 +188,12 @@ async fn an_error_through_question_mark_saves_nothing_and_is_answered() {
 #[tokio::test]
 async fn a_panic_saves_nothing_is_answered_and_the_socket_goes_on() {
     let (server, visitor, socket) = visitor(&[("count", "5")]).await;
-    let saves = server.store.saves();
 
-    let ack = socket.ack("panic_after_write", vec![]).await;
+    let ack = ack_saving_nothing(&server, &socket, "panic_after_write", vec![]).await;
     assert_eq!(
         ack,
         json!({ "error": "the handler panicked; nothing was saved" })
     );
-    assert_eq!(server.store.saves(), saves);
     assert_eq!(server.data(&visitor).await.unwrap()["count"], json!(5));
     // The lock was released and the socket still works.
     assert_eq!(socket.ack("incr", vec![]).await, json!(6));
