@@ -113,6 +113,22 @@ impl Http {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `GET path` carrying `cookie` as its `Cookie` header instead of the jar's, on this
+    /// client's connections: for floods, where building a client per request (each loads the
+    /// TLS roots) would cost the load generator more than the server.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> u16 {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .expect("HTTP request failed");
+        let status = resp.status().as_u16();
+        let _ = resp.bytes().await;
+        status
+    }
+
     async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let (status, body) = self.request(method, path, body).await;
         assert_eq!(status, 200, "{path} answered {status}: {body}");
