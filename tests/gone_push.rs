@@ -57,6 +57,8 @@ async fn http_logout_and_login_push_session_gone_to_every_socket_of_that_session
     for (action, reason) in [("logout", "logged out"), ("login", "rotated")] {
         let server = TestServer::builder().namespace(ADMIN).start().await;
         let (alice, sockets, bob) = alice_twice_and_bob(&server).await;
+        alice.http.incr().await;
+        assert_no_push(&sockets[0], "a write that keeps the id pushed").await;
 
         http_then_gone(&alice, action, &sockets, reason).await;
         assert_no_push(&bob, &format!("{action}: bob heard of alice's session")).await;
