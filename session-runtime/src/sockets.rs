@@ -196,9 +196,10 @@ impl SocketSessions {
     ///
     /// ```
     /// # use session_runtime::SocketSessions;
-    /// # use tower_sessions::{cookie::Key, MemoryStore};
-    /// let key = Key::generate(); // in production: the same key on every node
-    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key(key.master());
+    /// # use tower_sessions::MemoryStore;
+    /// // The same secret on every node, e.g. the cookie key's `master()`.
+    /// let secret = [0x5e; 64];
+    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key(secret);
     /// ```
     pub fn room_key(mut self, secret: impl AsRef<[u8]>) -> Self {
         Arc::make_mut(&mut self.inner).room_key = RoomKey::derive(secret.as_ref());
