@@ -83,8 +83,8 @@ impl SessionLockLayer {
     /// through `io` to every socket of a session that a request logs out (`flush`: the request
     /// ends without a session) or rotates (`cycle_id`: it ends with another id) through
     /// [`LockedSession`], in every namespace of `io`. Then the sockets'
-    /// [`OnGone`](crate::OnGone) policy applies: with `Disconnect` they are disconnected
-    /// (after its event, instead of [`GONE_EVENT`]); `KeepAnonymous` keeps them connected.
+    /// [`OnGone`](crate::OnGone) policy applies: `KeepAnonymous` keeps them connected;
+    /// `Disconnect { event }` pushes `event` instead and then disconnects them.
     ///
     /// The push leaves after the session layer has saved, so a client that hears it and
     /// reloads sees the new state. It goes through `io`'s adapter: with an adapter shared by
