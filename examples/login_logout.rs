@@ -197,7 +197,8 @@ async fn http_login(session: LockedSession, body: Bytes) -> Result<Json<Value>, 
     Ok(Json(json!({ "user": user })))
 }
 
-/// `POST /logout`: deletes the record; live sockets of this session find it gone.
+/// `POST /logout`: deletes the record; every live socket of this session is told at once
+/// (`session:gone`, see `app`) and finds it gone.
 async fn http_logout(session: LockedSession) -> Result<Json<Value>, HttpError> {
     session.flush().await?;
     Ok(Json(json!({ "ok": true })))
@@ -252,7 +253,9 @@ fn port() -> Result<u16, String> {
 /// The whole application, on a store of its own.
 fn app(key: Key) -> Router {
     let store = MemoryStore::default();
-    let sessions = SocketSessions::new(store.clone());
+    // Room names hash the session id under a key derived from the cookie key: nodes that
+    // share `SESSION_KEY` name a session's room alike.
+    let sessions = SocketSessions::new(store.clone()).room_key(key.master());
 
     let (sio_layer, io) = SocketIo::builder()
         .max_buffer_size(MAX_BUFFER_SIZE)
@@ -288,8 +291,9 @@ fn app(key: Key) -> Router {
         // Outside the socket.io layer, so the handshake carries the session.
         .layer(session_layer)
         // Outside the session layer, so an HTTP writer keeps its lock until the session layer
-        // has saved.
-        .layer(sessions.lock_layer())
+        // has saved; then a logout or a login (a new id) pushes `session:gone` to every socket
+        // of the old session, which stays connected and anonymous (the default `OnGone`).
+        .layer(sessions.lock_layer().push_gone(io))
         // Outermost: a page of another site gets 403 before any session is loaded, on every
         // transport (the cookie would otherwise let it act as the user).
         .layer(OriginCheckLayer::same_origin())

@@ -171,8 +171,10 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
+    // Without the push of `tests/gone_push.rs`, the socket learns at its next event.
     let server = TestServer::builder()
         .on_gone(OnGone::disconnect())
+        .without_gone_push()
         .start()
         .await;
     let alice = server.login("alice").await;

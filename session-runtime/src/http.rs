@@ -19,7 +19,10 @@ use axum::{
 use tower::{Layer, Service};
 use tower_sessions::Session;
 
-use crate::{SessionError, SessionLockGuard, SessionLocks, Timeouts};
+use crate::{
+    gone::{GonePush, GoneWatch},
+    SessionError, SessionLockGuard, SessionLocks, Timeouts,
+};
 
 /// Holds the lock a [`LockedSession`] took until the session layer has saved.
 #[derive(Clone)]
@@ -27,6 +30,7 @@ struct LockSlot {
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
     guard: Arc<Mutex<Option<SessionLockGuard>>>,
+    gone: GoneWatch,
 }
 
 /// A tower layer that makes [`LockedSession`] work: place it **outside**
@@ -54,6 +58,7 @@ struct LockSlot {
 pub struct SessionLockLayer {
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
+    gone: GonePush,
 }
 
 impl SessionLockLayer {
@@ -63,6 +68,7 @@ impl SessionLockLayer {
         Self {
             locks,
             timeouts: Timeouts::default(),
+            gone: GonePush::default(),
         }
     }
 
@@ -70,6 +76,57 @@ impl SessionLockLayer {
     /// [`Timeouts::default`]). The save at the end of the request is the session layer's own.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Pushes [`GONE_EVENT`](crate::GONE_EVENT) `{"reason": "logged out" | "rotated"}`
+    /// through `io` to every socket of a session that a request logs out (`flush`: the request
+    /// ends without a session) or rotates (`cycle_id`: it ends with another id) through
+    /// [`LockedSession`], in every namespace of `io`. Then the sockets'
+    /// [`OnGone`](crate::OnGone) policy applies: `KeepAnonymous` keeps them connected;
+    /// `Disconnect { event }` pushes `event` instead and then disconnects them.
+    ///
+    /// The push leaves after the session layer has saved, so a client that hears it and
+    /// reloads sees the new state. It goes through `io`'s adapter: with an adapter shared by
+    /// several nodes (and the same [`room_key`](crate::SocketSessions::room_key) on each)
+    /// it reaches the sockets on every node. Routes that write with the plain `Session`
+    /// extractor push nothing.
+    ///
+    /// Only a layer made by [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
+    /// knows the sockets' rooms; on one made by [`SessionLockLayer::new`] it does nothing.
+    ///
+    /// ```
+    /// use axum::{routing::post, Router};
+    /// use session_runtime::{http::LockedSession, SocketSessions};
+    /// use socketioxide::{extract::SocketRef, SocketIo};
+    /// use tower_sessions::{MemoryStore, SessionManagerLayer};
+    ///
+    /// async fn logout(session: LockedSession) -> &'static str {
+    ///     // Every socket of this session hears `session:gone` {"reason": "logged out"}.
+    ///     session.flush().await.ok();
+    ///     "bye"
+    /// }
+    ///
+    /// let store = MemoryStore::default();
+    /// let sessions = SocketSessions::new(store.clone());
+    /// let (sio_layer, io) = SocketIo::new_layer();
+    /// io.ns("/", sessions.handler(|_: SocketRef| {}));
+    /// let app: Router = Router::new()
+    ///     .route("/logout", post(logout))
+    ///     .layer(sio_layer)
+    ///     .layer(SessionManagerLayer::new(store))
+    ///     .layer(sessions.lock_layer().push_gone(io));
+    /// ```
+    pub fn push_gone<A: socketioxide::adapter::Adapter>(
+        mut self,
+        io: socketioxide::SocketIo<A>,
+    ) -> Self {
+        self.gone = self.gone.through(io);
+        self
+    }
+
+    pub(crate) fn with_gone_push(mut self, push: GonePush) -> Self {
+        self.gone = push;
         self
     }
 }
@@ -88,6 +145,7 @@ impl<S> Layer<S> for SessionLockLayer {
             inner,
             locks: self.locks.clone(),
             timeouts: self.timeouts,
+            gone: self.gone.clone(),
         }
     }
 }
@@ -98,6 +156,7 @@ pub struct SessionLockService<S> {
     inner: S,
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
+    gone: GonePush,
 }
 
 impl<S> fmt::Debug for SessionLockService<S> {
@@ -110,6 +169,9 @@ impl<S, B> Service<Request<B>> for SessionLockService<S>
 where
     S: Service<Request<B>>,
     S::Future: Send + 'static,
+    // Held across the push of `GONE_EVENT`, which leaves before the response.
+    S::Response: Send,
+    S::Error: Send,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -124,6 +186,7 @@ where
             locks: self.locks.clone(),
             timeouts: self.timeouts,
             guard: Arc::default(),
+            gone: self.gone.watch(),
         };
         req.extensions_mut().insert(slot.clone());
         let response = self.inner.call(req);
@@ -136,6 +199,7 @@ where
                     .unwrap_or_else(PoisonError::into_inner)
                     .take(),
             );
+            slot.gone.after_save().await;
             response
         })
     }
@@ -229,6 +293,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
         if let Some(id) = session.id() {
             let guard = slot.timeouts.lock_wait(slot.locks.lock(id)).await?;
             *slot.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
+            slot.gone.watch(id, &session);
             // Something before us may have read the record already; that copy is stale.
             slot.timeouts
                 .store_op(async { session.load().await.map_err(store_error) })

@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod gone;
 mod handle;
 pub mod http;
 mod locks;

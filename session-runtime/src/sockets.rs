@@ -11,12 +11,25 @@ use socketioxide::{
 };
 use tower_sessions::SessionStore;
 
+use tower_sessions::session::Id;
+
 use crate::{
-    http::SessionLockLayer, LocalSessionLocks, SessionError, SessionHandle, SessionLocks, Timeouts,
+    gone::{GonePush, RoomKey},
+    http::SessionLockLayer,
+    LocalSessionLocks, SessionError, SessionHandle, SessionLocks, Timeouts,
 };
 
-/// The event a socket receives, with `{"reason": "..."}`, before [`OnGone::Disconnect`]
-/// disconnects it.
+/// The event a socket receives, with `{"reason": "..."}`, when its session is gone.
+///
+/// Pushed at once to every socket of a session that an HTTP route logs out (`"logged out"`)
+/// or rotates (`"rotated"`) through [`LockedSession`](crate::http::LockedSession), once the
+/// store holds the change (see [`SessionLockLayer::push_gone`]). With [`OnGone::Disconnect`]
+/// the socket is then disconnected, and a socket that finds its session gone at an event
+/// receives it too (reason: the [`SessionError::Gone`] message) before it is disconnected.
+///
+/// ```
+/// assert_eq!(session_runtime::GONE_EVENT, "session:gone");
+/// ```
 pub const GONE_EVENT: &str = "session:gone";
 
 /// What becomes of a socket that finds its session gone (logged out over HTTP, expired, or
@@ -91,6 +104,7 @@ struct Config {
     require_session: bool,
     on_gone: OnGone,
     timeouts: Timeouts,
+    room_key: RoomKey,
 }
 
 impl fmt::Debug for SocketSessions {
@@ -114,6 +128,7 @@ impl SocketSessions {
                 require_session: false,
                 on_gone: OnGone::default(),
                 timeouts: Timeouts::default(),
+                room_key: RoomKey::random(),
             }),
         }
     }
@@ -165,6 +180,48 @@ impl SocketSessions {
         self
     }
 
+    /// Names the rooms of sessions with a key derived from `secret`. Several nodes sharing
+    /// their sessions (e.g. over a Redis adapter) must use the same secret, or a logout on one
+    /// node reaches no socket of another; the default, a random key per process, only does for
+    /// one node. The cookie key (`Key::master()`) will do: the room key is derived from it
+    /// under a label of its own.
+    ///
+    /// Each socket of a session joins the room `session:<hash>` in its namespace, where
+    /// `<hash>` is 128 bits of HMAC-SHA256 of the session id under that key: room names leave
+    /// the process (adapters publish them), so they never hold the id.
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is shorter than 32 bytes.
+    ///
+    /// ```
+    /// # use session_runtime::SocketSessions;
+    /// # use tower_sessions::MemoryStore;
+    /// // The same secret on every node, e.g. the cookie key's `master()`.
+    /// let secret = [0x5e; 64];
+    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key(secret);
+    /// ```
+    pub fn room_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        Arc::make_mut(&mut self.inner).room_key = RoomKey::derive(secret.as_ref());
+        self
+    }
+
+    /// The room every socket of session `id` joins, in each namespace: to reach all the
+    /// sockets of one session, on every node (`io.of(ns)?.to(room).emit(..)`).
+    ///
+    /// ```
+    /// # use session_runtime::SocketSessions;
+    /// # use tower_sessions::{session::Id, MemoryStore};
+    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key([7; 32]);
+    /// let id = Id::default();
+    /// let room = sessions.room(id);
+    /// assert!(room.starts_with("session:"));
+    /// assert!(!room.contains(&id.to_string()));
+    /// ```
+    pub fn room(&self, id: Id) -> String {
+        self.inner.room_key.room(id)
+    }
+
     pub(crate) fn bounds(&self) -> &Timeouts {
         &self.inner.timeouts
     }
@@ -184,9 +241,14 @@ impl SocketSessions {
     }
 
     /// The layer that lets HTTP routes take the same per-session locks as the sockets (see
-    /// [`LockedSession`](crate::http::LockedSession)).
+    /// [`LockedSession`](crate::http::LockedSession)). Add
+    /// [`push_gone`](SessionLockLayer::push_gone) to tell a session's sockets at once when a
+    /// route logs it out or rotates its id.
     pub fn lock_layer(&self) -> SessionLockLayer {
-        SessionLockLayer::new(self.inner.locks.clone()).timeouts(self.inner.timeouts)
+        let push = GonePush::new(self.inner.room_key.clone(), self.inner.on_gone);
+        SessionLockLayer::new(self.inner.locks.clone())
+            .timeouts(self.inner.timeouts)
+            .with_gone_push(push)
     }
 
     /// A connect middleware that attaches the session to each socket, for namespaces whose
@@ -234,6 +296,11 @@ impl SocketSessions {
         if self.inner.require_session && (handle.id().is_none() || !handle.read().await?.exists()) {
             tracing::debug!("refusing a socket without a valid session");
             return Err(SessionError::NoSession);
+        }
+        // Any id, even one the store lacks: joining costs no store call, and a logout of an
+        // unknown id pushes to a room whose sockets have no session anyway.
+        if let Some(id) = handle.id() {
+            socket.join(self.room(id));
         }
         socket.extensions.insert(handle);
         Ok(())

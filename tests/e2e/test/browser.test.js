@@ -216,12 +216,14 @@ if (missing) {
     await text("#view-user").filter({ hasText: "(logged out)" }).waitFor();
     await text("#view-count").filter({ hasText: /^3$/ }).waitFor();
 
-    // An HTTP logout reaches the live socket: its writes fail, its session stays gone.
+    // An HTTP logout reaches the live socket at once: it is told, its writes fail, its
+    // session stays gone.
     await page.fill("#user", "carol");
     await page.click("#http-login");
     await text("#view-user").filter({ hasText: /^carol$/ }).waitFor();
     await text("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
     await page.click("#http-logout");
+    await text("#entries li").filter({ hasText: 'session:gone {"reason":"logged out"}' }).waitFor();
     await text("#view-user").filter({ hasText: "(logged out)" }).waitFor();
     await page.click("#sock-incr");
     await lastAnswer.filter({ hasText: /incr → \{"error":".*gone/ }).waitFor();

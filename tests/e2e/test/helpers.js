@@ -160,6 +160,19 @@ export function ack(socket, event, ...args) {
   return socket.timeout(TIMEOUT_MS).emitWithAck(event, ...args);
 }
 
+/** Resolves as `promise` does, or rejects once `ms` have passed without it. */
+export async function within(ms, promise, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), Math.max(ms, 0));
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Whether an acknowledgement is `{"error": "<non-empty string>"}`. */
 export function isError(answer) {
   return (

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Client, ack, connect, isError, range, startServer } from "./helpers.js";
+import { Client, ack, connect, isError, range, startServer, within } from "./helpers.js";
 
 const TRANSPORTS = ["websocket", "polling"];
 
@@ -219,6 +219,29 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual(await old.session(), { user: null, count: 0 });
       assert.deepEqual((await old.get("/get/session")).json, {});
       socket.disconnect();
+    });
+
+    test("HTTP logout and login push session:gone to live sockets within 1 s", async () => {
+      for (const [path, reason] of [["/logout", "logged out"], ["/login", "rotated"]]) {
+        const client = await loggedIn("alice");
+        const socket = await open(client.cookie, transport);
+        const other = await open((await loggedIn("bob")).cookie, transport);
+        const heard = [];
+        other.on("session:gone", (data) => heard.push(data));
+        const gone = new Promise((resolve) => socket.once("session:gone", resolve));
+        const started = Date.now();
+        const res = await client.post(path, path === "/login" ? { user: "alice" } : undefined);
+        assert.equal(res.status, 200, res.text);
+        const left = 1_000 - (Date.now() - started);
+        assert.deepEqual(await within(left, gone, `${path}: session:gone`), { reason });
+        // The old session's socket stays connected and anonymous; bob's heard nothing.
+        assert.deepEqual(await ack(socket, "whoami"), { user: null });
+        assert.ok(socket.connected, `${path}: the socket stays connected`);
+        assert.deepEqual(await ack(other, "whoami"), { user: "bob" });
+        assert.deepEqual(heard, [], `${path}: another session's socket was told`);
+        socket.disconnect();
+        other.disconnect();
+      }
     });
 
     test("a socket without a session reads nothing and cannot write", async () => {

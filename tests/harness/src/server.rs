@@ -77,6 +77,7 @@ pub struct ServerBuilder {
     latency: Duration,
     locks: LockKind,
     timeouts: Option<Timeouts>,
+    push_gone: bool,
 }
 
 /// Which locks the server's sockets and HTTP routes share.
@@ -143,6 +144,13 @@ impl ServerBuilder {
     /// `SocketSessions::timeouts` (default: the runtime's defaults).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// HTTP logouts and rotations push nothing to the sockets (no `push_gone`), so sockets
+    /// learn that their session is gone only at their next event.
+    pub fn without_gone_push(mut self) -> Self {
+        self.push_gone = false;
         self
     }
 
@@ -214,7 +222,11 @@ impl ServerBuilder {
             CookieMode::Signed => router.layer(layer.with_signed(key)),
             CookieMode::Private => router.layer(layer.with_private(key)),
         }
-        .layer(sessions.lock_layer());
+        .layer(if self.push_gone {
+            sessions.lock_layer().push_gone(io.clone())
+        } else {
+            sessions.lock_layer()
+        });
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -228,6 +240,8 @@ impl ServerBuilder {
             config: self,
             store,
             locks,
+            sessions,
+            io,
             probe,
             runs,
             sqlite,
@@ -272,6 +286,10 @@ pub struct TestServer {
     pub store: TestStore,
     /// The locks both HTTP and sockets use.
     pub locks: LocalSessionLocks,
+    /// The socket side's configuration (e.g. [`SocketSessions::room`]).
+    pub sessions: SocketSessions,
+    /// The socket.io server (e.g. its rooms: `io.of("/")?.rooms()`).
+    pub io: SocketIo,
     /// See [`HoldProbe`].
     pub probe: Arc<HoldProbe>,
     runs: events::Runs,
@@ -298,6 +316,7 @@ impl TestServer {
             latency: Duration::ZERO,
             locks: LockKind::Local,
             timeouts: None,
+            push_gone: true,
         }
     }
 
