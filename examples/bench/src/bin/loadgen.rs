@@ -24,6 +24,12 @@
 //! read-back, for servers whose `incr` does not touch the session. `--hook-start CMD` and
 //! `--hook-end CMD` run a shell command right before the events start and right after they
 //! end (e.g. `callgrind_control --zero PID` / `--dump PID`, to profile only the events).
+//!
+//! Several nodes: `--url A,B` spreads the sockets over the nodes round-robin (logins and
+//! read-backs go to the first), so a burst on one session crosses nodes; `--pid P,Q` sums their
+//! CPU and RSS. `--redis-monitor PORT` counts, with `redis-cli MONITOR` on that Redis during
+//! the events, the commands the nodes sent (a script counts once, not the commands it runs):
+//! Redis round trips per event. MONITOR slows Redis down: use it on a run of its own.
 
 use std::{
     io::Write,
@@ -54,6 +60,7 @@ enum Mode {
 #[derive(Clone, Debug)]
 struct Opts {
     url: String,
+    urls: Vec<String>,
     mode: Mode,
     clients: usize,
     sessions: usize,
@@ -62,6 +69,8 @@ struct Opts {
     burst: usize,
     event: String,
     pid: Option<u32>,
+    pids: Vec<u32>,
+    redis_monitor: Option<u16>,
     label: String,
     out: Option<PathBuf>,
     stats: bool,
@@ -74,6 +83,7 @@ struct Opts {
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
         url: "http://127.0.0.1:3000".into(),
+        urls: Vec::new(),
         mode: Mode::Loop,
         clients: 50,
         sessions: 0,
@@ -82,6 +92,8 @@ fn parse_args() -> Result<Opts, String> {
         burst: 200,
         event: "incr".into(),
         pid: None,
+        pids: Vec::new(),
+        redis_monitor: None,
         label: String::new(),
         out: None,
         stats: false,
@@ -103,7 +115,13 @@ fn parse_args() -> Result<Opts, String> {
         let value = it.next().ok_or(format!("`{flag}` needs a value"))?;
         let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
-            "--url" => o.url = value.trim_end_matches('/').to_owned(),
+            "--url" => {
+                o.urls = value
+                    .split(',')
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect();
+                o.url = o.urls[0].clone();
+            }
             "--mode" => {
                 o.mode = match value.as_str() {
                     "loop" => Mode::Loop,
@@ -122,7 +140,14 @@ fn parse_args() -> Result<Opts, String> {
             "--warmup" => o.warmup = num(&value)?,
             "--burst" => o.burst = num(&value)? as usize,
             "--event" => o.event = value,
-            "--pid" => o.pid = Some(num(&value)? as u32),
+            "--pid" => {
+                o.pids = value
+                    .split(',')
+                    .map(|p| num(p).map(|p| p as u32))
+                    .collect::<Result<_, _>>()?;
+                o.pid = o.pids.first().copied();
+            }
+            "--redis-monitor" => o.redis_monitor = Some(num(&value)? as u16),
             "--label" => o.label = value,
             "--out" => o.out = Some(value.into()),
             "--hold" => o.hold = num(&value)?,
@@ -133,6 +158,9 @@ fn parse_args() -> Result<Opts, String> {
     }
     if o.clients == 0 {
         return Err("`--clients` must be at least 1".into());
+    }
+    if o.urls.is_empty() {
+        o.urls.push(o.url.clone());
     }
     if o.sessions == 0 || o.sessions > o.clients {
         o.sessions = o.clients;
@@ -203,6 +231,11 @@ fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// The servers' RSS, summed over their processes.
+fn total_rss_kib(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&p| rss_kib(p)).sum()
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -219,12 +252,15 @@ struct Sample {
     busy: u64,
 }
 
-fn sample(pid: Option<u32>) -> Sample {
+/// The servers' CPU, summed over their processes (several nodes).
+fn sample(pids: &[u32]) -> Sample {
+    let server = pids
+        .iter()
+        .filter_map(|p| proc_cpu_ticks(&p.to_string()))
+        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds));
     Sample {
         at: Instant::now(),
-        server: pid
-            .and_then(|p| proc_cpu_ticks(&p.to_string()))
-            .unwrap_or_default(),
+        server,
         me: proc_cpu_ticks("self").unwrap_or_default(),
         busy: machine_ticks().0,
     }
@@ -549,12 +585,13 @@ async fn connect(url: &str, cookie: &str, mask: [u8; 4]) -> Result<Ws, Error> {
     }
 }
 
-async fn connect_all(url: &str, cookies: &[String], n: usize) -> Result<Vec<Ws>, Error> {
+/// `n` sockets, the `i`-th with cookie `i % cookies` on node `i % urls`.
+async fn connect_all(urls: &[String], cookies: &[String], n: usize) -> Result<Vec<Ws>, Error> {
     let limit = Arc::new(Semaphore::new(128));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let (url, cookie, limit) = (
-            url.to_owned(),
+            urls[i % urls.len()].clone(),
             cookies[i % cookies.len()].clone(),
             limit.clone(),
         );
@@ -688,6 +725,50 @@ async fn burst(
     Ok((r, ws))
 }
 
+/// `redis-cli -p PORT MONITOR`, counting the commands clients send: a script is one line, the
+/// commands it runs are lines marked `lua` and not counted, nor is MONITOR's own `OK`.
+struct RedisMonitor {
+    child: std::process::Child,
+    counter: std::thread::JoinHandle<u64>,
+}
+
+impl RedisMonitor {
+    fn start(port: u16) -> Result<Self, Error> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "monitor"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("redis-cli monitor: {e}"))?;
+        let stdout = child.stdout.take().ok_or("redis-cli monitor: no stdout")?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let counter = std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            // `OK` once MONITOR is on: only then do the events start.
+            let _ = lines.next();
+            let _ = ready_tx.send(());
+            lines
+                .map_while(Result::ok)
+                .filter(|l| !l.contains(" lua]") && !l.contains("unix:"))
+                .count() as u64
+        });
+        ready_rx
+            .recv_timeout(STEP_TIMEOUT)
+            .map_err(|_| "redis-cli monitor did not start")?;
+        Ok(Self { child, counter })
+    }
+
+    fn stop(mut self) -> Result<u64, Error> {
+        // Let the last replies' commands reach the monitor before it ends.
+        std::thread::sleep(Duration::from_millis(200));
+        self.child.kill()?;
+        self.child.wait()?;
+        self.counter
+            .join()
+            .map_err(|_| "redis-cli monitor counter panicked".into())
+    }
+}
+
 fn run_hook(cmd: Option<&str>) -> Result<(), Error> {
     let Some(cmd) = cmd else { return Ok(()) };
     let status = std::process::Command::new("sh")
@@ -734,11 +815,11 @@ async fn run(o: Opts) -> Result<Value, Error> {
     });
 
     if o.mode == Mode::Idle {
-        let pid = o.pid.ok_or("`--mode idle` needs `--pid`")?;
+        o.pid.ok_or("`--mode idle` needs `--pid`")?;
         // Let the logins' garbage settle before the baseline.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss_before = rss_kib(pid).ok_or("cannot read the server's RSS")?;
-        let sockets = connect_all(&o.url, &cookies, o.clients).await?;
+        let rss_before = total_rss_kib(&o.pids).ok_or("cannot read the server's RSS")?;
+        let sockets = connect_all(&o.urls, &cookies, o.clients).await?;
         // Keep answering pings while holding.
         let mut readers = Vec::with_capacity(sockets.len());
         for mut ws in sockets {
@@ -748,7 +829,7 @@ async fn run(o: Opts) -> Result<Value, Error> {
             }));
         }
         tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
-        let rss_after = rss_kib(pid).ok_or("cannot read the server's RSS")?;
+        let rss_after = total_rss_kib(&o.pids).ok_or("cannot read the server's RSS")?;
         for r in &readers {
             r.abort();
         }
@@ -760,7 +841,7 @@ async fn run(o: Opts) -> Result<Value, Error> {
         return Ok(out);
     }
 
-    let sockets = connect_all(&o.url, &cookies, o.clients).await?;
+    let sockets = connect_all(&o.urls, &cookies, o.clients).await?;
     let event: Arc<str> = Arc::from(o.event.as_str());
     let stats_before = if o.stats {
         Some(store_stats(&http, &o.url).await?)
@@ -769,18 +850,19 @@ async fn run(o: Opts) -> Result<Value, Error> {
     };
 
     run_hook(o.hook_start.as_deref())?;
+    let monitor = o.redis_monitor.map(RedisMonitor::start).transpose()?;
     let (results, a, b, measured_wall) = match o.mode {
         Mode::Loop => {
             let start = Instant::now();
             let measure_from = start + Duration::from_secs_f64(o.warmup);
             let end = measure_from + Duration::from_secs_f64(o.duration);
             // A thread, so that busy client tasks never delay the samples.
-            let pid = o.pid;
+            let pids = o.pids.clone();
             let sampler = std::thread::spawn(move || {
                 std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-                let a = sample(pid);
+                let a = sample(&pids);
                 std::thread::sleep(end.saturating_duration_since(Instant::now()));
-                (a, sample(pid))
+                (a, sample(&pids))
             });
             let mut tasks = Vec::with_capacity(sockets.len());
             for ws in sockets {
@@ -809,19 +891,20 @@ async fn run(o: Opts) -> Result<Value, Error> {
                     barrier.clone(),
                 )));
             }
-            let a = sample(o.pid);
+            let a = sample(&o.pids);
             barrier.wait().await;
             let mut results = Vec::with_capacity(tasks.len());
             for t in tasks {
                 results.push(t.await??);
             }
-            let b = sample(o.pid);
+            let b = sample(&o.pids);
             let wall = (b.at - a.at).as_secs_f64();
             (results, a, b, wall)
         }
         Mode::Idle => unreachable!(),
     };
 
+    let redis_commands = monitor.map(RedisMonitor::stop).transpose()?;
     run_hook(o.hook_end.as_deref())?;
 
     let mut lat: Vec<u32> = Vec::new();
@@ -858,6 +941,10 @@ async fn run(o: Opts) -> Result<Value, Error> {
         counted
     };
     out["cpu"] = cpu_fields(a, b, cpu_events, o.pid);
+    if let Some(commands) = redis_commands {
+        out["redis_commands"] = json!(commands);
+        out["redis_round_trips_per_event"] = json!(commands as f64 / total.max(1) as f64);
+    }
 
     if let Some(before) = stats_before {
         let after = store_stats(&http, &o.url).await?;
