@@ -10,8 +10,11 @@
 # for the 2 ms store-latency burst; IDLE_SOCKETS (10000) for the memory figures; MEM_REPS (1);
 # PROFILE (1): also profile five variants under valgrind's callgrind (PROFILE_DURATION 5 s each);
 # SERVER_CPU (0) and LOADGEN_CPU (1): the cores the server and the load generator are pinned to.
+# REDIS (1): also measure one and two nodes on one Redis (needs redis-server; skipped without):
+# closed loops, Redis round trips per event (redis-cli MONITOR, a run of its own), and a burst
+# of REDIS_BURST_K `incr` from each of two sockets of one session on two nodes.
 # Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
-# valgrind are used when present. About 7 minutes with the defaults.
+# valgrind are used when present. About 9 minutes with the defaults.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,8 @@ IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
 MEM_REPS=${MEM_REPS:-1}
 PROFILE=${PROFILE:-1}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
+REDIS=${REDIS:-1}
+REDIS_BURST_K=${REDIS_BURST_K:-225}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 
@@ -64,8 +69,12 @@ WORK=$(mktemp -d)
 RESULTS="$BENCH/results.jsonl"
 : > "$RESULTS"
 SERVER_PID=
+NODE_PIDS=()
+REDIS_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,9 +91,11 @@ printf '{"kind":"meta","started":"%s","nproc":%s,"cpu":"%s","loadavg":"%s","rust
 # start_server CMD...: starts a server pinned to SERVER_CPU, waits for its port; sets
 # SERVER_PID and URL.
 start_server() {
-    local out="$WORK/server.out"
+    # A file of its own per server: several nodes run at once.
+    local out="$WORK/server.$RANDOM$RANDOM.out"
+    SERVER_ERR="$out.err"
     : > "$out"
-    "${PIN_SERVER[@]}" "$@" > "$out" 2> "$WORK/server.err" &
+    "${PIN_SERVER[@]}" "$@" > "$out" 2> "$SERVER_ERR" &
     SERVER_PID=$!
     local port=
     for _ in $(seq 200); do
@@ -95,7 +106,7 @@ start_server() {
     done
     if [ -z "$port" ]; then
         log "server did not start: $*"
-        cat "$WORK/server.err" >&2
+        cat "$SERVER_ERR" >&2
         return 1
     fi
     URL="http://127.0.0.1:$port"
@@ -188,6 +199,82 @@ for rep in $(seq "$MEM_REPS"); do
     loadgen "node/session" --mode idle --clients "$IDLE_SOCKETS"
     stop_server
 done
+
+# Several nodes on one Redis. Each node is a server process on the server core; the load
+# generator spreads its sockets over the nodes (`--url A,B`) and sums their CPU (`--pid P,Q`).
+if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        > "$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    # A 64-byte cookie key shared by the Rust nodes.
+    export SESSION_KEY=${SESSION_KEY:-$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+
+    # start_nodes N CMD...: N servers of CMD; sets NODE_PIDS, URLS and PIDS.
+    start_nodes() {
+        local n=$1
+        shift
+        NODE_PIDS=()
+        local urls=() i
+        for i in $(seq "$n"); do
+            start_server "$@" || return 1
+            NODE_PIDS+=("$SERVER_PID")
+            urls+=("$URL")
+            SERVER_PID=
+        done
+        URLS=$(IFS=,; echo "${urls[*]}")
+        PIDS=$(IFS=,; echo "${NODE_PIDS[*]}")
+    }
+    stop_nodes() {
+        local pid
+        for pid in "${NODE_PIDS[@]}"; do SERVER_PID=$pid stop_server; done
+        NODE_PIDS=()
+        redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    }
+    redis_loadgen() { # LABEL ARGS...
+        local label=$1
+        shift
+        if ! "${PIN_LOADGEN[@]}" "$LOADGEN" --url "$URLS" --pid "$PIDS" --label "$label" \
+            --out "$RESULTS" "$@" > "$WORK/loadgen.out" 2> "$WORK/loadgen.err"; then
+            log "FAILED: $label $*"
+            cat "$WORK/loadgen.err" >&2
+        fi
+    }
+    # Which servers: the Rust variants run when bench_server knows `--store redis`.
+    REDIS_CONFIGS=(node)
+    if "$SERVER" --help 2>&1 | grep -q redis; then REDIS_CONFIGS=(manual autosave node); fi
+    for rep in $(seq "$REPS"); do
+        for nodes in 1 2; do
+            log "redis, repetition $rep/$REPS, $nodes node(s): ${REDIS_CONFIGS[*]}"
+            for variant in "${REDIS_CONFIGS[@]}"; do
+                if [ "$variant" = node ]; then
+                    start_nodes "$nodes" node "$BENCH/node/server.js" || continue
+                else
+                    start_nodes "$nodes" "$SERVER" --variant "$variant" --store redis || continue
+                fi
+                for event in incr whoami; do
+                    redis_loadgen "redis/$variant/${nodes}n" --mode loop --event "$event" \
+                        --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
+                    redis_loadgen "redis-rt/$variant/${nodes}n" --mode loop --event "$event" \
+                        --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
+                done
+                if [ "$nodes" = 2 ]; then
+                    redis_loadgen "redis/$variant/${nodes}n" --mode burst --event incr \
+                        --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
+                fi
+                stop_nodes
+            done
+        done
+    done
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+    unset REDIS_URL
+elif [ "$REDIS" = 1 ]; then
+    log "redis-server not found: no Redis figures"
+fi
 
 # Where the CPU goes: instructions per event under callgrind, counted only while the events run.
 PROFILE_ARGS=()

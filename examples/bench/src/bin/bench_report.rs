@@ -656,6 +656,8 @@ impl<'a> Report<'a> {
             );
         }
 
+        self.redis_section(&mut md);
+
         let _ = writeln!(md, "\n## Memory (idle sockets)\n");
         let _ = writeln!(md, "Server RSS after connecting the sockets minus RSS before (all logins done first, so the session records are in both figures), divided by the number of sockets.\n");
         let _ = writeln!(md, "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket | runs |\n|---|---:|---:|---:|---:|---:|");
@@ -694,6 +696,74 @@ impl<'a> Report<'a> {
             self.profile_section(&mut md);
         }
         md
+    }
+
+    /// One and two nodes on one Redis: loops, round trips, the cross-node burst.
+    fn redis_section(&self, md: &mut String) {
+        let cpu = "cpu.server_cpu_us_per_event";
+        let variants = [
+            ("manual", "(b) hand-written reload/save"),
+            ("autosave", "(c) `#[with_session]`"),
+            ("node", "Node: connect-redis + @socket.io/redis-adapter"),
+        ];
+        let rows: Vec<_> = variants
+            .iter()
+            .flat_map(|v| ["1n", "2n"].map(move |n| (v, n)))
+            .flat_map(|(v, n)| ["incr", "whoami"].map(move |e| (v, n, e)))
+            .filter(|((variant, _), n, e)| {
+                self.group("loop", &format!("redis/{variant}/{n}"), e)
+                    .is_some()
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Several nodes on one Redis\n");
+        let _ = writeln!(md, "Each node is a server process; the load generator spreads its sockets over the nodes round-robin and sums their CPU. *Round trips* are the commands the nodes sent Redis per event, counted by `redis-cli MONITOR` in a short run of their own (10 sockets; a script counts once, the commands it runs don't). `(c)` is `autosave` for `incr` and `readonly` for `whoami`.\n");
+        let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | Redis round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for ((variant, name), nodes, event) in rows {
+            let label = format!("redis/{variant}/{nodes}");
+            let Some(g) = self.group("loop", &label, event) else {
+                continue;
+            };
+            let trips = self
+                .group("loop", &format!("redis-rt/{variant}/{nodes}"), event)
+                .and_then(|g| g.median("redis_round_trips_per_event"));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | `{event}` | {} | {} | {} | {} | {} | {} | {} |",
+                nodes.trim_end_matches('n'),
+                fmt(g.median("events_per_s"), 0),
+                fmt(g.median("p50_us"), 0),
+                fmt(g.median("p99_us"), 0),
+                fmt(g.median(cpu), 2),
+                fmt(trips, 2),
+                fmt(g.median("lost_updates"), 0),
+                g.runs.len()
+            );
+        }
+        let _ = writeln!(md, "\nCross-node burst: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks.\n");
+        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | runs |\n|---|---|---:|---:|---:|---:|---:|---:|");
+        for (variant, name) in variants {
+            let Some(g) = self.group("burst", &format!("redis/{variant}/2n"), "incr") else {
+                continue;
+            };
+            let first = |k: &str| g.runs.first().and_then(|r| r[k].as_u64()).unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {name} | {} × {} | {} | {} | {} | {} | {} | {} |",
+                first("clients"),
+                first("burst"),
+                fmt(g.median("acked_ok"), 0),
+                fmt(g.median("applied"), 0),
+                fmt(g.median("lost_updates"), 0),
+                g.range("lost_updates")
+                    .map(|(a, b)| format!("{a:.0} to {b:.0}"))
+                    .unwrap_or("–".into()),
+                fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
+                g.runs.len()
+            );
+        }
     }
 
     fn profile_section(&self, md: &mut String) {
