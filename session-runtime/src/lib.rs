@@ -57,7 +57,10 @@ mod timeouts;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;
-pub use locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks};
+pub use locks::{
+    LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
+    SessionLocks,
+};
 pub use session::{ReadOnlySession, Session, SessionData};
 #[doc(inline)]
 pub use session_macros::with_session;
