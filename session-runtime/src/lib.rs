@@ -51,6 +51,8 @@ mod handle;
 pub mod http;
 mod locks;
 pub mod origin;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod session;
 mod sockets;
 mod timeouts;
