@@ -54,9 +54,15 @@ async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other() {
     assert_eq!(http_a.session().await["count"], json!(4));
 
     let bob = json!({ "user": "bob" });
-    assert_eq!(socket_b.ack("login", vec![bob]).await, json!({ "ok": true }));
+    assert_eq!(
+        socket_b.ack("login", vec![bob]).await,
+        json!({ "ok": true })
+    );
     assert_eq!(http_a.session().await["user"], json!("bob"));
-    assert_eq!(socket_a.ack("whoami", vec![]).await, json!({ "user": "bob" }));
+    assert_eq!(
+        socket_a.ack("whoami", vec![]).await,
+        json!({ "user": "bob" })
+    );
     assert_eq!(socket_a.ack("logout", vec![]).await, json!({ "ok": true }));
     assert_eq!(http_b.session().await["user"], Value::Null);
 }
@@ -87,8 +93,10 @@ async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once(
             async move { http.raw("POST", "/incr", None).await }
         })
     });
-    let (socket_acks, http_acks) =
-        tokio::join!(join_all(socket_acks), join_all(http_acks.collect::<Vec<_>>()));
+    let (socket_acks, http_acks) = tokio::join!(
+        join_all(socket_acks),
+        join_all(http_acks.collect::<Vec<_>>())
+    );
 
     let mut counts = BTreeSet::new();
     let mut failures = Vec::new();
