@@ -120,3 +120,22 @@ async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once(
     let on_b = Http::with_cookie(b.url(), &alice.cookie());
     assert_eq!(on_b.session().await["count"], json!(total));
 }
+
+#[test]
+fn with_redis_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_one() {
+    let mut command = std::process::Command::new(DemoNode::binary());
+    command
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("PORT", "0")
+        .env_remove("SESSION_KEY");
+    let mut demo = session_harness::Process::spawn("demo", &mut command);
+    let said = demo.wait_for_line(session_harness::TIMEOUT, |line| {
+        line.contains("SESSION_KEY").then(|| line.to_owned())
+    });
+    assert!(said.contains("openssl rand -hex 64"), "{said}");
+    let status = demo
+        .wait_exit(session_harness::TIMEOUT)
+        .expect("the demo exits");
+    assert!(!status.success());
+    assert!(!demo.log().contains("listening on"), "{}", demo.log());
+}
