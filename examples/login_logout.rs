@@ -13,9 +13,15 @@
 //!   `listening on http://127.0.0.1:<port>` once it accepts connections.
 //! - `SESSION_KEY`: 128 hex digits (64 bytes) that encrypt the session cookie. Without it a key
 //!   is generated at start, so cookies do not survive a restart.
+//! - `REDIS_URL`: `redis://host:port`. Sessions, per-session locks and socket.io broadcasts then
+//!   live in that Redis (7 or later), so several processes serve the same users; they must
+//!   share one `SESSION_KEY` (the demo refuses to start without one). Without it, everything
+//!   stays in this process (`MemoryStore`).
+//! - `SESSION_LEASE_MS`: with `REDIS_URL`, the lifetime of a session's lock in Redis (default
+//!   5000): how long other nodes wait for the sessions of a node that died.
 //! - `RUST_LOG`: log filter (default `info`).
 
-use std::{env, fmt, net::SocketAddr};
+use std::{env, fmt, net::SocketAddr, time::Duration};
 
 use axum::{
     body::Bytes,
@@ -29,13 +35,16 @@ use serde_json::{json, Map, Value};
 use session_runtime::{
     http::{session_json, LockedSession},
     origin::OriginCheckLayer,
+    redis::{socketioxide_redis::FredAdapter, RedisSessions},
     with_session, ReadOnlySession, Session, SessionError, SocketSessions,
 };
 use socketioxide::{
+    adapter::Adapter,
     extract::{Data, SocketRef},
-    SocketIo,
+    layer::SocketIoLayer,
+    SocketIo, SocketIoBuilder,
 };
-use tower_sessions::{cookie::Key, MemoryStore, SessionManagerLayer};
+use tower_sessions::{cookie::Key, MemoryStore, SessionManagerLayer, SessionStore};
 
 /// The demo page: a login form, buttons for every HTTP route and socket event, and a log.
 const PAGE: &str = include_str!("login_logout/index.html");
@@ -224,9 +233,17 @@ async fn page() -> impl IntoResponse {
 
 // ---------------------------------------------------------------------------------------------
 
-/// The cookie key from `SESSION_KEY`, or a fresh one.
-fn cookie_key() -> Result<Key, String> {
+/// The cookie key from `SESSION_KEY`, or a fresh one unless the key must be shared.
+fn cookie_key(shared: bool) -> Result<Key, String> {
     let Ok(hex) = env::var("SESSION_KEY") else {
+        if shared {
+            return Err(
+                "`REDIS_URL` is set but `SESSION_KEY` is not: every node must read the \
+                        cookies of the others, so give them all the same key, e.g. \
+                        `SESSION_KEY=$(openssl rand -hex 64)`"
+                    .into(),
+            );
+        }
         return Ok(Key::generate());
     };
     let hex = hex.trim();
@@ -250,28 +267,41 @@ fn port() -> Result<u16, String> {
     }
 }
 
-/// The whole application, on a store of its own.
-fn app(key: Key) -> Router {
-    let store = MemoryStore::default();
-    // Room names hash the session id under a key derived from the cookie key: nodes that
-    // share `SESSION_KEY` name a session's room alike.
-    let sessions = SocketSessions::new(store.clone()).room_key(key.master());
+fn lease() -> Result<Duration, String> {
+    match env::var("SESSION_LEASE_MS") {
+        Ok(ms) => match ms.trim().parse() {
+            Ok(ms) if ms >= 30 => Ok(Duration::from_millis(ms)),
+            _ => Err(format!(
+                "`SESSION_LEASE_MS` must be a number of milliseconds, at least 30, not {ms:?}"
+            )),
+        },
+        Err(_) => Ok(session_runtime::redis::DEFAULT_LEASE),
+    }
+}
 
-    let (sio_layer, io) = SocketIo::builder()
+/// socket.io, before its adapter is chosen.
+fn socket_io() -> SocketIoBuilder {
+    SocketIo::builder()
         .max_buffer_size(MAX_BUFFER_SIZE)
         .max_payload(MAX_PAYLOAD as u64)
         .ws_max_message_size(MAX_PAYLOAD)
-        .build_layer();
-    io.ns(
-        "/",
-        sessions.handler(|socket: SocketRef| {
-            socket.on("whoami", whoami);
-            socket.on("incr", incr);
-            socket.on("login", login);
-            socket.on("logout", logout);
-        }),
-    );
+}
 
+fn register<A: Adapter>(socket: SocketRef<A>) {
+    socket.on("whoami", whoami);
+    socket.on("incr", incr);
+    socket.on("login", login);
+    socket.on("logout", logout);
+}
+
+/// The whole application on `store` (the one `sessions` uses) and socket.io's layer, whatever
+/// its adapter.
+fn app<A: Adapter, S: SessionStore + Clone>(
+    key: Key,
+    store: S,
+    sessions: &SocketSessions,
+    (sio_layer, io): (SocketIoLayer<A>, SocketIo<A>),
+) -> Router {
     let session_layer = SessionManagerLayer::new(store)
         .with_private(key)
         // Plain http on localhost: a `Secure` cookie would never come back.
@@ -308,12 +338,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let key = cookie_key()?;
+    let redis_url = env::var("REDIS_URL").ok();
+    // Room names hash the session id under a key derived from the cookie key (below): nodes
+    // that share `SESSION_KEY` name a session's room alike, so a logout on one node reaches
+    // the sockets of every node.
+    let key = cookie_key(redis_url.is_some())?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port()?));
+    let app = match redis_url {
+        // Several nodes: sessions, locks and broadcasts in Redis.
+        Some(url) => {
+            let redis = RedisSessions::connect(&url)
+                .await
+                .map_err(|err| format!("`REDIS_URL`: {err}"))?
+                .lease(lease()?);
+            let sessions = SocketSessions::new(redis.store())
+                .with_locks(redis.locks())
+                .room_key(key.master());
+            let (sio_layer, io) = socket_io()
+                .with_adapter::<FredAdapter<_>>(redis.adapter().await?)
+                .build_layer();
+            // Subscribed to the other nodes before serving.
+            io.ns("/", sessions.handler(register)).await?;
+            tracing::info!("sessions, locks and broadcasts in Redis");
+            app(key, redis.store(), &sessions, (sio_layer, io))
+        }
+        None => {
+            let store = MemoryStore::default();
+            let sessions = SocketSessions::new(store.clone()).room_key(key.master());
+            let (sio_layer, io) = socket_io().build_layer();
+            io.ns("/", sessions.handler(register));
+            app(key, store, &sessions, (sio_layer, io))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     // Tests read this line to learn the port when `PORT=0`.
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(key))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();
         })

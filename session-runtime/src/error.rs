@@ -90,6 +90,12 @@ pub enum SessionError {
         source: Box<dyn StdError + Send + Sync + 'static>,
     },
 
+    /// The session's lock was a lease that lapsed before the write (its holder was paused,
+    /// or cut off from the lock backend, for longer than the lease) and another writer may have
+    /// taken it since: nothing was written. Try again.
+    #[error("the session's lock lapsed; nothing was saved: try again")]
+    LeaseLost,
+
     /// The handler panicked; nothing was written.
     #[error("the handler panicked; nothing was saved")]
     Panicked,
@@ -133,6 +139,7 @@ impl SessionError {
                 | Self::TimedOut
                 | Self::HandlerTimedOut
                 | Self::Lock { .. }
+                | Self::LeaseLost
         )
     }
 }

@@ -20,7 +20,7 @@ use tower_sessions::{
 
 use crate::{
     session::{Data, Shared},
-    OnGone, ReadOnlySession, Session, SessionError, SocketSessions,
+    LeaseWrite, OnGone, ReadOnlySession, Session, SessionError, SocketSessions,
 };
 
 /// What the gone policy needs of a socket, with its adapter type erased.
@@ -215,9 +215,14 @@ impl SessionHandle {
             }))
             .await;
         tracing::Span::current().record("lock_waited", waited);
-        let _guard = guard?;
+        let mut guard = guard?;
         let now = OffsetDateTime::now_utc();
-        let Some(mut record) = self.load_record(id, now).await? else {
+        // A lease beside the records loaded the record with the lock: no second round trip.
+        let loaded = match guard.take_record() {
+            Some(loaded) => self.found(loaded?, now),
+            None => self.load_record(id, now).await?,
+        };
+        let Some(mut record) = loaded else {
             return Err(SessionError::Gone);
         };
         let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
@@ -250,19 +255,38 @@ impl SessionHandle {
             }
             if !state.modified && !state.delete {
                 tracing::trace!("session unchanged; nothing to save");
+                // Dropping the guard releases the lock (a lease releases in the background).
                 return Ok(Ok(out));
             }
             (out, std::mem::take(&mut state.data), state.delete)
         };
-        let store = sessions.store();
+        if !delete {
+            record.data = data;
+            record.expiry_date = expiry_date(self.inner.expiry, now);
+        }
+        match guard.into_lease() {
+            // Written only if the lease still holds, and released, in one step.
+            Ok(lease) => {
+                let write = if delete {
+                    LeaseWrite::Delete
+                } else {
+                    LeaseWrite::Save(&record)
+                };
+                bounds.store_call(lease.finish(write)).await?;
+            }
+            Err(_guard) => {
+                let store = sessions.store();
+                if delete {
+                    bounds.store_op(store.delete(&id)).await?;
+                } else {
+                    bounds.store_op(store.save(&record)).await?;
+                }
+            }
+        }
         if delete {
-            bounds.store_op(store.delete(&id)).await?;
             self.inner.gone.store(true, Ordering::Release);
             tracing::debug!("session deleted by a socket handler");
         } else {
-            record.data = data;
-            record.expiry_date = expiry_date(self.inner.expiry, now);
-            bounds.store_op(store.save(&record)).await?;
             tracing::debug!("session saved");
         }
         Ok(Ok(out))
@@ -308,13 +332,18 @@ impl SessionHandle {
         let record = sessions
             .bounds()
             .store_op(sessions.store().load(&id))
-            .await?
-            // Not every store filters expired records on load.
-            .filter(|r| r.expiry_date > now);
+            .await?;
+        Ok(self.found(record, now))
+    }
+
+    /// What a load found: a record not yet expired, or `None` (the session is gone).
+    fn found(&self, record: Option<Record>, now: OffsetDateTime) -> Option<Record> {
+        // Not every store filters expired records on load.
+        let record = record.filter(|r| r.expiry_date > now);
         if record.is_none() && !self.inner.gone.swap(true, Ordering::AcqRel) {
             tracing::debug!("session record not found: the session is gone");
         }
-        Ok(record)
+        record
     }
 
     /// Applies the [`OnGone`] policy if this socket's session is gone: with

@@ -168,14 +168,12 @@ impl<S> fmt::Debug for SessionLockService<S> {
 impl<S, B> Service<Request<B>> for SessionLockService<S>
 where
     S: Service<Request<B>>,
+    S::Response: IntoResponse,
     S::Future: Send + 'static,
-    // Held across the push of `GONE_EVENT`, which leaves before the response.
-    S::Response: Send,
-    S::Error: Send,
 {
-    type Response = S::Response;
+    type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -191,16 +189,25 @@ where
         req.extensions_mut().insert(slot.clone());
         let response = self.inner.call(req);
         Box::pin(async move {
-            let response = response.await;
+            let response = response.await?;
             // The session layer inside has saved by now: other writers may go.
-            drop(
-                slot.guard
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take(),
-            );
+            let guard = slot
+                .guard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if guard.as_ref().is_some_and(SessionLockGuard::lost) {
+                // The session layer's save was refused: its lease had lapsed, and a later
+                // writer's data stands. Whatever the route answered did not happen, so nothing
+                // is pushed either.
+                let err = SessionError::LeaseLost;
+                tracing::error!(error = %err.report(), "an HTTP write of the session was refused");
+                return Ok(LockedSessionRejection::Session(err).into_response());
+            }
+            drop(guard);
+            let response = response.into_response();
             slot.gone.after_save().await;
-            response
+            Ok(response)
         })
     }
 }
@@ -256,6 +263,7 @@ impl IntoResponse for LockedSessionRejection {
                 err @ (SessionError::Store(_)
                 | SessionError::TimedOut
                 | SessionError::Busy
+                | SessionError::LeaseLost
                 | SessionError::Lock { .. }),
             ) => {
                 tracing::error!(error = %err.report(), "`LockedSession` rejected the request");

@@ -52,13 +52,18 @@ mod handle;
 pub mod http;
 mod locks;
 pub mod origin;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod session;
 mod sockets;
 mod timeouts;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;
-pub use locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks};
+pub use locks::{
+    LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
+    SessionLocks,
+};
 pub use session::{ReadOnlySession, Session, SessionData};
 #[doc(inline)]
 pub use session_macros::with_session;

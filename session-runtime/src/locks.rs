@@ -11,7 +11,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use tower_sessions::session::Id;
+use tower_sessions::session::{Id, Record};
 
 use crate::SessionError;
 
@@ -28,7 +28,7 @@ pub type LockFuture<'a> =
 ///
 /// ```
 /// use session_runtime::{LocalSessionLocks, SessionLocks};
-/// use tower_sessions::session::Id;
+/// use tower_sessions::session::{Id, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let locks = LocalSessionLocks::default();
@@ -51,18 +51,130 @@ pub trait SessionLocks: Send + Sync + 'static {
 
 /// Proof that a session's lock is held; dropping it releases the lock.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct SessionLockGuard(#[allow(dead_code)] Box<dyn Any + Send>);
+pub struct SessionLockGuard(Held);
+
+enum Held {
+    /// Released by dropping it.
+    Plain(#[allow(dead_code)] Box<dyn Any + Send>),
+    /// A lease beside the records: loads with the lock, writes fenced by it.
+    Lease(Box<dyn SessionLease>),
+}
 
 impl SessionLockGuard {
     /// Wraps whatever releases the lock when dropped (for [`SessionLocks`] implementations).
     pub fn new(release_on_drop: impl Any + Send) -> Self {
-        Self(Box::new(release_on_drop))
+        Self(Held::Plain(Box::new(release_on_drop)))
+    }
+
+    /// Wraps a lease held on the backend that also keeps the records (see [`SessionLease`]);
+    /// dropping the guard drops the lease, which must then release itself.
+    pub fn with_lease(lease: impl SessionLease) -> Self {
+        Self(Held::Lease(Box::new(lease)))
+    }
+
+    /// The record the lease loaded as it was taken, if any (once).
+    pub(crate) fn take_record(&mut self) -> Option<Result<Option<Record>, SessionError>> {
+        match &mut self.0 {
+            Held::Lease(lease) => lease.take_record(),
+            Held::Plain(_) => None,
+        }
+    }
+
+    /// The lease, for a transaction that writes through it instead of the store.
+    pub(crate) fn into_lease(self) -> Result<Box<dyn SessionLease>, Self> {
+        match self.0 {
+            Held::Lease(lease) => Ok(lease),
+            plain => Err(Self(plain)),
+        }
+    }
+
+    /// Whether a write made through the store while this lock was held was refused because
+    /// the lease had lapsed.
+    pub(crate) fn lost(&self) -> bool {
+        match &self.0 {
+            Held::Lease(lease) => lease.lost(),
+            Held::Plain(_) => false,
+        }
     }
 }
 
 impl fmt::Debug for SessionLockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionLockGuard")
+    }
+}
+
+/// A boxed future, as returned by [`SessionLease::finish`].
+pub type LeaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send + 'a>>;
+
+/// What a transaction writes as it gives its lease back (see [`SessionLease::finish`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum LeaseWrite<'a> {
+    /// Nothing: the session did not change.
+    Nothing,
+    /// This record, under its id; a record deleted meanwhile is not recreated.
+    Save(&'a Record),
+    /// Delete the record.
+    Delete,
+}
+
+/// A session's lock held as a *lease* on the backend that also keeps the session records
+/// (e.g. one Redis), so that the lock can be taken with the record's load, given back with its
+/// write, and every write checked against it.
+///
+/// A lease has a bounded lifetime: a holder that is paused or cut off for longer than that
+/// loses it, and another writer may take it. [`SessionLease::finish`] therefore writes only if
+/// the lease is still the holder's, in one step on the backend (*fencing*): a late holder gets
+/// [`SessionError::LeaseLost`], never a stale success. [`LocalSessionLocks`] are not leases.
+///
+/// The runtime uses it as an `autosave` transaction does: [`take_record`](Self::take_record)
+/// right after the lock is taken, instead of the store's load; then
+/// [`finish`](Self::finish) with what to write, instead of the store's save or delete and the
+/// release. A lease dropped without `finish` (the transaction failed or was cancelled) must
+/// release itself.
+///
+/// ```
+/// use session_runtime::{LeaseFuture, LeaseWrite, SessionError, SessionLease, SessionLockGuard};
+///
+/// /// A lease on a backend that can't load with the lock: the runtime loads through the store.
+/// struct MyLease;
+///
+/// impl SessionLease for MyLease {
+///     fn finish(self: Box<Self>, write: LeaseWrite<'_>) -> LeaseFuture<'_> {
+///         Box::pin(async move {
+///             // One step on the backend: write only if the lease is still ours, release it.
+///             match write {
+///                 LeaseWrite::Nothing | LeaseWrite::Save(_) | LeaseWrite::Delete => Ok(()),
+///                 _ => Err(SessionError::LeaseLost),
+///             }
+///         })
+///     }
+/// }
+///
+/// let guard = SessionLockGuard::with_lease(MyLease);
+/// ```
+pub trait SessionLease: Send + 'static {
+    /// The record as the backend held it when the lease was taken (`Ok(None)`: no record),
+    /// or `None` if the lease did not load it. Called at most once, right after the lock is
+    /// taken.
+    fn take_record(&mut self) -> Option<Result<Option<Record>, SessionError>> {
+        None
+    }
+
+    /// Writes `write` if the lease is still the holder's and releases it, as one step.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::LeaseLost`] when the lease lapsed (nothing is written),
+    /// [`SessionError::Store`] when the backend fails.
+    fn finish(self: Box<Self>, write: LeaseWrite<'_>) -> LeaseFuture<'_>;
+
+    /// Whether a write made through the store while the lease was held was refused because
+    /// the lease had lapsed (the HTTP side writes through the store: its answer then becomes
+    /// an error instead of a success).
+    fn lost(&self) -> bool {
+        false
     }
 }
 
@@ -79,7 +191,7 @@ type Shard = Mutex<HashMap<Id, VecDeque<oneshot::Sender<LocalGuard>>>>;
 ///
 /// ```
 /// use session_runtime::{LocalSessionLocks, SessionLocks};
-/// use tower_sessions::session::Id;
+/// use tower_sessions::session::{Id, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let locks = LocalSessionLocks::default();

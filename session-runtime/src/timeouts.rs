@@ -83,6 +83,16 @@ impl Timeouts {
         }
     }
 
+    /// A store operation of the runtime's own (a lease's write), bounded.
+    pub(crate) async fn store_call<T>(
+        &self,
+        op: impl Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
+        tokio::time::timeout(self.store, op)
+            .await
+            .unwrap_or(Err(SessionError::TimedOut))
+    }
+
     /// A wait for a session's lock, bounded.
     pub(crate) async fn lock_wait<T>(
         &self,

@@ -30,8 +30,8 @@ use std::{
 
 use axum::routing::{get, post};
 use session_runtime::{
-    LocalSessionLocks, LockFuture, OnGone, SessionError, SessionLockGuard, SessionLocks,
-    SocketSessions, Timeouts,
+    redis::RedisSessions, LocalSessionLocks, LockFuture, OnGone, SessionError, SessionLockGuard,
+    SessionLocks, SocketSessions, Timeouts,
 };
 use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
@@ -78,6 +78,7 @@ pub struct ServerBuilder {
     locks: LockKind,
     timeouts: Option<Timeouts>,
     push_gone: bool,
+    redis: Option<(String, Duration)>,
 }
 
 /// Which locks the server's sockets and HTTP routes share.
@@ -161,18 +162,40 @@ impl ServerBuilder {
         self
     }
 
+    /// Records, locks and the store's fencing in the Redis at `url` (`RedisServer::url`), with
+    /// leases of `lease`: `session_runtime::redis::RedisSessions`, as a node of several would
+    /// run. The store is still wrapped in a [`TestStore`], which sees the loads and writes that
+    /// go through it (not those of the leases' own scripts).
+    pub fn redis(mut self, url: &str, lease: Duration) -> Self {
+        self.redis = Some((url.to_owned(), lease));
+        self
+    }
+
     /// Builds the store, binds `127.0.0.1:0` and serves in a background task.
     pub async fn start(self) -> TestServer {
         crate::init_tracing();
-        let (store, sqlite) = self.store.open().await;
+        let redis = match &self.redis {
+            Some((url, lease)) => Some(
+                RedisSessions::connect(url)
+                    .await
+                    .expect("connect to redis")
+                    .lease(*lease),
+            ),
+            None => None,
+        };
+        let (store, sqlite) = match &redis {
+            Some(redis) => (TestStore::new(redis.store()), None),
+            None => self.store.open().await,
+        };
         store.set_latency(self.latency);
 
         let locks = LocalSessionLocks::default();
         let mut sessions = SocketSessions::new(store.clone()).on_gone(self.on_gone);
-        sessions = match self.locks {
-            LockKind::Local => sessions.with_locks(locks.clone()),
-            LockKind::None => sessions.with_locks(NoLocks),
-            LockKind::Failing => sessions.with_locks(FailingLocks),
+        sessions = match (self.locks, &redis) {
+            (LockKind::Local, Some(redis)) => sessions.with_locks(redis.locks()),
+            (LockKind::Local, None) => sessions.with_locks(locks.clone()),
+            (LockKind::None, _) => sessions.with_locks(NoLocks),
+            (LockKind::Failing, _) => sessions.with_locks(FailingLocks),
         };
         if self.require_session {
             sessions = sessions.require_session();
@@ -284,7 +307,7 @@ pub struct TestServer {
     pub config: ServerBuilder,
     /// The store both HTTP and sockets use.
     pub store: TestStore,
-    /// The locks both HTTP and sockets use.
+    /// The locks both HTTP and sockets use (unused with [`ServerBuilder::redis`]).
     pub locks: LocalSessionLocks,
     /// The socket side's configuration (e.g. [`SocketSessions::room`]).
     pub sessions: SocketSessions,
@@ -317,6 +340,7 @@ impl TestServer {
             locks: LockKind::Local,
             timeouts: None,
             push_gone: true,
+            redis: None,
         }
     }
 

@@ -1,0 +1,297 @@
+//! Several nodes on one Redis (feature `redis`): session records, per-session locks and
+//! socket.io broadcasts shared by every process of an app.
+//!
+//! | piece | built on | what it gives |
+//! |---|---|---|
+//! | [`RedisSessionStore`] | [`tower_sessions_redis_store::RedisStore`] (0.16) | the records, in its exact encoding: key = the bare session id, value = MessagePack, `EXAT` expiry |
+//! | [`RedisSessionLocks`] | Lua scripts on the same Redis | a per-session *lease* that fences writes |
+//! | [`RedisSessions::adapter`] | [`socketioxide_redis`] (0.4.4, `fred` driver) | broadcasts and rooms across nodes |
+//!
+//! One client library, [`fred`] 10, serves all three. Take the store and the locks from the same
+//! [`RedisSessions`]: the store fences the HTTP side's writes with the locks' leases.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use session_runtime::redis::{socketioxide_redis::FredAdapter, RedisSessions};
+//! use session_runtime::SocketSessions;
+//! use socketioxide::{extract::SocketRef, SocketIo};
+//! use tower_sessions::SessionManagerLayer;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = RedisSessions::connect("redis://127.0.0.1:6379").await?;
+//! let sessions = SocketSessions::new(redis.store()).with_locks(redis.locks());
+//! let (sio_layer, io) = SocketIo::builder()
+//!     .with_adapter::<FredAdapter<_>>(redis.adapter().await?)
+//!     .build_layer();
+//! io.ns("/", sessions.handler(|_socket: SocketRef<FredAdapter<_>>| {})).await?;
+//! let app: Router = Router::new()
+//!     .layer(sio_layer)
+//!     .layer(SessionManagerLayer::new(redis.store()))
+//!     .layer(sessions.lock_layer());
+//! # Ok(()) }
+//! ```
+//!
+//! # The lease
+//!
+//! A writer takes its session's lease before it reloads the record and gives it back after it
+//! saved. The lease is a key beside the record, `{<id>}:lock` (the same Redis Cluster hash slot
+//! as the record under the bare `<id>`; ids are base64url and hold no braces), set to a random
+//! token of the holder's with `NX` and a bounded lifetime ([`RedisSessions::lease`], 5 s by
+//! default). While its holder runs, a task renews it every third of that lifetime; only the
+//! holder releases it. Writers of one process queue in the process first
+//! ([`LocalSessionLocks`](crate::LocalSessionLocks)), so one of them at a time polls Redis
+//! (with backoff) while another node holds the lease; the runtime's lock bound
+//! ([`Timeouts::lock`](crate::Timeouts::lock)) ends the wait with
+//! [`SessionError::Busy`](crate::SessionError::Busy).
+//!
+//! **Fencing.** A holder that is paused or cut off for longer than the lifetime loses the
+//! lease, and another writer may take it. Every write made under a lease is one Lua script
+//! that checks the lease and writes the record together, so a holder whose lease lapsed writes
+//! nothing: its client gets [`SessionError::LeaseLost`](crate::SessionError::LeaseLost) (on
+//! HTTP, 503), never a success for a write that did not happen, and never a write over a
+//! later holder's. This needs the record and the lease in the same Redis, as here.
+//!
+//! **Round trips.** An uncontended `autosave` event costs two: one script takes the lease and
+//! reads the record, one writes the record and releases the lease (or only releases it when
+//! nothing changed). A `readonly` event costs one `GET`.
+//!
+//! # Limits
+//!
+//! The lease is as safe as the Redis that holds it: with a replica promoted after a failover,
+//! writes the old primary acknowledged but had not replicated are lost, leases included, so two
+//! holders can overlap. Writers that take no lock (a plain `tower_sessions::Session` route that
+//! writes) are not fenced. Clocks do not matter: lifetimes are counted by Redis alone.
+
+mod lease;
+mod scripts;
+mod store;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{atomic::AtomicBool, Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use fred::{
+    clients::{Pool, SubscriberClient},
+    interfaces::ClientLike,
+    prelude::{Builder, Config, ReconnectPolicy},
+    types::RespVersion,
+};
+use socketioxide_redis::{drivers::fred::FredDriver, RedisAdapterCtr};
+use tower_sessions::session::Id;
+
+pub use fred;
+pub use lease::RedisSessionLocks;
+pub use socketioxide_redis;
+pub use store::RedisSessionStore;
+pub use tower_sessions_redis_store;
+
+use scripts::Scripts;
+
+/// The lease's lifetime unless [`RedisSessions::lease`] says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
+/// Connections [`RedisSessions::connect`] opens for records and leases.
+const POOL_SIZE: usize = 2;
+
+/// A Redis connection shared by the store, the locks and the socket.io adapter of one app
+/// (see the [module docs](self)).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_runtime::redis::RedisSessions;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisSessions::connect("redis://127.0.0.1:6379")
+///     .await?
+///     .lease(Duration::from_secs(2));
+/// let (store, locks) = (redis.store(), redis.locks());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisSessions {
+    shared: Arc<Shared>,
+    lease: Duration,
+}
+
+/// What the store and the locks of one [`RedisSessions`] share.
+pub(crate) struct Shared {
+    pool: Pool,
+    scripts: Scripts,
+    /// The leases this process holds, by session: the store fences its writes with them.
+    /// Writers of one process queue in the process first, so an id has one entry at most.
+    held: Mutex<HashMap<Id, Arc<Held>>>,
+}
+
+/// A lease this process holds.
+pub(crate) struct Held {
+    token: String,
+    /// A write through the store was refused: the lease had lapsed.
+    lost: AtomicBool,
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Arc<Held>>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease this process holds on `id`, if any.
+    fn holding(&self, id: &Id) -> Option<Arc<Held>> {
+        self.held().get(id).cloned()
+    }
+}
+
+impl fmt::Debug for RedisSessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessions")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSessions {
+    /// Connects to the Redis at `url` (`redis://host:port`, `rediss://` with a TLS feature of
+    /// fred) and loads the scripts.
+    ///
+    /// The connections speak RESP3 (the adapter needs it; fred takes the protocol from its
+    /// config, not from the URL), reconnect every 100 ms after a failure, never resend a
+    /// command whose connection dropped (a script may have run), and give up on a command
+    /// after 3 s.
+    ///
+    /// # Errors
+    ///
+    /// fred's error when the URL is invalid or the first connection fails.
+    pub async fn connect(url: &str) -> Result<Self, fred::error::Error> {
+        let pool = builder(url)?.build_pool(POOL_SIZE)?;
+        pool.init().await?;
+        let sessions = Self::new(pool);
+        sessions
+            .shared
+            .scripts
+            .load(sessions.shared.pool.next())
+            .await?;
+        Ok(sessions)
+    }
+
+    /// Uses `pool`, connected or not. For the socket.io adapter the pool must speak RESP3
+    /// (`config.version = RespVersion::RESP3`). The scripts load on first use.
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                pool,
+                scripts: Scripts::default(),
+                held: Mutex::default(),
+            }),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// The lease's lifetime (default [`DEFAULT_LEASE`]): how long other nodes wait for the
+    /// session of a writer that died, and how long a paused writer may stall before its write
+    /// is refused. Its holder renews it every third of it. Applies to the locks made after.
+    ///
+    /// # Panics
+    ///
+    /// When `ttl` is under 30 ms: renewals would not keep up.
+    pub fn lease(mut self, ttl: Duration) -> Self {
+        assert!(
+            ttl >= Duration::from_millis(30),
+            "a lease of {ttl:?} is too short to renew"
+        );
+        self.lease = ttl;
+        self
+    }
+
+    /// The session store, for `SessionManagerLayer` and [`SocketSessions::new`](crate::SocketSessions::new).
+    pub fn store(&self) -> RedisSessionStore {
+        RedisSessionStore::new(self.shared.clone())
+    }
+
+    /// The per-session locks, for [`SocketSessions::with_locks`](crate::SocketSessions::with_locks).
+    pub fn locks(&self) -> RedisSessionLocks {
+        RedisSessionLocks::new(self.shared.clone(), self.lease)
+    }
+
+    /// The pool of connections.
+    pub fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    /// A socketioxide-redis adapter on a subscriber connection of its own, configured as the
+    /// pool (RESP3 required), that resubscribes after a reconnection: for
+    /// `SocketIo::builder().with_adapter::<FredAdapter<_>>(..)`.
+    ///
+    /// # Errors
+    ///
+    /// fred's error when the subscriber cannot connect.
+    pub async fn adapter(&self) -> Result<RedisAdapterCtr<FredDriver>, fred::error::Error> {
+        let client = self.shared.pool.next();
+        let mut builder = Builder::from_config(client.client_config());
+        builder.set_connection_config(client.connection_config().clone());
+        if let Some(policy) = client.client_reconnect_policy() {
+            builder.set_policy(policy);
+        }
+        let subscriber: SubscriberClient = builder.build_subscriber_client()?;
+        let adapter = RedisAdapterCtr::new_with_fred(subscriber.clone()).await?;
+        // Shard channels are forgotten by a restarted Redis: subscribe again on reconnection.
+        subscriber.manage_subscriptions();
+        Ok(adapter)
+    }
+}
+
+/// fred's configuration for [`RedisSessions::connect`].
+fn builder(url: &str) -> Result<Builder, fred::error::Error> {
+    let mut config = Config::from_url(url)?;
+    config.version = RespVersion::RESP3;
+    let mut builder = Builder::from_config(config);
+    builder
+        .set_policy(ReconnectPolicy::new_constant(0, 100))
+        .with_connection_config(|connection| {
+            connection.max_command_attempts = 1;
+            connection.connection_timeout = Duration::from_secs(3);
+            connection.internal_command_timeout = Duration::from_secs(3);
+        })
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = Duration::from_secs(3);
+        });
+    Ok(builder)
+}
+
+/// The keys of one session: the record under the bare id (tower-sessions-redis-store's key),
+/// the lease beside it in the same Redis Cluster hash slot.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    record: String,
+    lease: String,
+}
+
+impl Keys {
+    fn of(id: &Id) -> Self {
+        let record = id.to_string();
+        // Base64url: no braces, so the hash tag is the whole id.
+        debug_assert!(!record.contains(['{', '}']));
+        let lease = format!("{{{record}}}:lock");
+        Self { record, lease }
+    }
+}
+
+/// A fred failure as the store error tower-sessions knows; its text stays in logs.
+fn backend(err: fred::error::Error) -> tower_sessions::session_store::Error {
+    tower_sessions::session_store::Error::Backend(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_hashes_in_the_record_slot() {
+        for _ in 0..1000 {
+            let keys = Keys::of(&Id::default());
+            assert_eq!(keys.lease, format!("{{{}}}:lock", keys.record));
+            assert!(!keys.record.contains(['{', '}']));
+        }
+    }
+}

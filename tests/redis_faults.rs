@@ -1,0 +1,286 @@
+//! Faults of several nodes on one Redis, with real processes and real signals: a node killed
+//! while it holds a session's lease, a node paused past its lease, Redis paused and Redis
+//! restarted. Leases are short here (`SESSION_LEASE_MS`), so that they lapse within the test.
+//!
+//! What must hold: the other node's writers go on once a dead node's lease lapses; a late
+//! write is refused (an error ack, never a success, never a count handed out twice); while
+//! Redis is away clients get errors (acks, HTTP 503), and once it is back the nodes serve again
+//! without a restart, with nothing half-written.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use session_harness::{
+    error_of, DemoNode, Http, RawSocket, RedisServer, TestServer, User, TIMEOUT,
+};
+use session_runtime::Timeouts;
+
+async fn socket_on(node: &DemoNode, user: &User) -> RawSocket {
+    RawSocket::connect(&node.url(), "/", Some(&user.cookie()))
+        .await
+        .unwrap_or_else(|err| panic!("socket on {}: {err:?}", node.process.name()))
+}
+
+/// Sends `n` `incr` at once; each ack arrives on its own task (`Err` if the socket died first).
+fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
+    (0..n)
+        .map(|_| tokio::spawn(socket.emit("incr", vec![])))
+        .collect()
+}
+
+/// Whether some node holds a session's lease now (the tests have one session).
+fn lease_held(redis: &RedisServer) -> bool {
+    !redis.cli(&["KEYS", "*:lock"]).is_empty()
+}
+
+/// Pauses `node` while it holds the lease with a transaction under way: it is the only
+/// writer, and the lease is still there 50 ms after the pause (a write sent before the pause
+/// would have released it by then).
+async fn pause_holding_the_lease(node: &DemoNode, redis: &RedisServer) {
+    for attempt in 0..50 {
+        tokio::time::sleep(Duration::from_millis(5 + attempt % 7)).await;
+        node.process.pause();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if lease_held(redis) {
+            return;
+        }
+        node.process.resume();
+    }
+    panic!("{} never held the lease when paused", node.process.name());
+}
+
+/// The counts in `acks` that succeeded, checking none is handed out twice; and the errors.
+fn tally(acks: impl IntoIterator<Item = Value>, counts: &mut BTreeSet<i64>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for ack in acks {
+        match ack.as_i64() {
+            Some(count) => assert!(counts.insert(count), "count {count} handed out twice"),
+            None => errors.push(error_of(&ack).to_owned()),
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_holding_a_lease_holds_the_others_up_only_until_it_lapses() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let lease = Duration::from_millis(1000);
+    let [mut a, b] = DemoNode::start_many::<2>(&[
+        ("REDIS_URL", &redis.url()),
+        ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
+    ]);
+    let alice = b.login("alice").await;
+    let on_a = socket_on(&a, &alice).await;
+    let acks_a = burst(&on_a, 200);
+    pause_holding_the_lease(&a, &redis).await;
+    a.process.kill();
+    let killed = Instant::now();
+
+    let mut counts = BTreeSet::new();
+    // Acks that reached the client before the kill; the others never come.
+    let acked_on_a: Vec<Value> = futures_util::future::join_all(acks_a)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    assert!(tally(acked_on_a, &mut counts).is_empty());
+
+    let on_b = socket_on(&b, &alice).await;
+    let first = on_b.ack("incr", vec![]).await;
+    let waited = killed.elapsed();
+    let first = first
+        .as_i64()
+        .unwrap_or_else(|| panic!("B's writer did not go on: {first}"));
+    assert!(
+        waited < lease * 3,
+        "B waited {waited:?} for a dead node's lease"
+    );
+    counts.insert(first);
+    for _ in 0..5 {
+        tally([on_b.ack("incr", vec![]).await], &mut counts);
+    }
+    // No acked update lost: the last count stands above every acked one, and each count was
+    // handed out once (a write of A's that landed but whose ack died with it is the only gap).
+    let last = *counts.last().unwrap();
+    let stored = Http::with_cookie(b.url(), &alice.cookie()).session().await["count"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(stored, last);
+    assert!(
+        last - counts.len() as i64 <= 1,
+        "{} counts acked, last {last}",
+        counts.len()
+    );
+}
+
+/// Where the paused node's writes come from.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// `incr` socket events: the late write is the lease's own script.
+    Socket,
+    /// `POST /incr`: the late write is the session layer's save, through the store.
+    Http,
+}
+
+/// Node A, busy writing alice's session, is paused while it holds her lease, past its
+/// lifetime; B takes the lease and writes; A wakes up. Its late write must be refused: an
+/// error answer, and the counts stay exact (none handed out twice, none lost).
+///
+/// A socket event writes and releases in one script, so a lease still there 50 ms into the
+/// pause means its write is yet to come. An HTTP request releases after its save, so the pause
+/// may fall after the save: then there is nothing to refuse, and the round is played again
+/// (the counts must be exact in every round).
+async fn paused_past_its_lease(via: Via) {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let lease = Duration::from_millis(300);
+    let [a, b] = DemoNode::start_many::<2>(&[
+        ("REDIS_URL", &redis.url()),
+        ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
+    ]);
+    let alice = b.login("alice").await;
+    let on_a = socket_on(&a, &alice).await;
+    let on_b = socket_on(&b, &alice).await;
+    let http_a = Http::with_cookie(a.url(), &alice.cookie());
+    let mut counts = BTreeSet::new();
+    for _round in 0..10 {
+        let acks_a: Vec<tokio::task::JoinHandle<Value>> = match via {
+            Via::Socket => burst(&on_a, 200),
+            Via::Http => (0..50)
+                .map(|_| {
+                    let http = http_a.clone();
+                    tokio::spawn(async move {
+                        match http.raw("POST", "/incr", None).await {
+                            (200, body) => body["count"].clone(),
+                            (status, body) => json!({ "error": format!("{status}: {body}") }),
+                        }
+                    })
+                })
+                .collect(),
+        };
+        pause_holding_the_lease(&a, &redis).await;
+        tokio::time::sleep(lease * 3).await;
+        // The lease lapsed: B takes it and writes, while A still believes it holds it.
+        assert!(tally([on_b.ack("incr", vec![]).await], &mut counts).is_empty());
+        a.process.resume();
+
+        let acks_a = futures_util::future::join_all(acks_a)
+            .await
+            .into_iter()
+            .map(|ack| ack.expect("every answer of A's comes"));
+        let errors = tally(acks_a, &mut counts);
+        // Exact: every success is one increment, and nothing else wrote.
+        let stored = Http::with_cookie(b.url(), &alice.cookie()).session().await["count"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(counts, (1..=stored).collect(), "errors: {errors:?}");
+        if errors.iter().any(|e| e.contains("lapsed")) {
+            if let Via::Http = via {
+                assert!(errors.iter().all(|e| e.starts_with("503")), "{errors:?}");
+            }
+            return;
+        }
+        assert!(
+            matches!(via, Via::Http),
+            "A's late socket write was not refused: {errors:?}"
+        );
+    }
+    panic!("in 10 rounds, no late write of A's via {via:?} was refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_has_its_late_socket_write_refused() {
+    paused_past_its_lease(Via::Socket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_has_its_late_http_write_refused_with_503() {
+    paused_past_its_lease(Via::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_running_longer_than_its_lease_keeps_it_by_renewing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let lease = Duration::from_millis(300);
+    let server = TestServer::builder()
+        .redis(&redis.url(), lease)
+        .timeouts(Timeouts::default().lock(lease * 2))
+        .start()
+        .await;
+    let alice = server.login("alice").await;
+    let (holder, other) = (alice.raw_socket().await, alice.raw_socket().await);
+    let held = holder.emit("hold", vec![]);
+    tokio::time::timeout(TIMEOUT, server.probe.entered.notified())
+        .await
+        .expect("`hold` holds the lease");
+    // Several lifetimes later, the lease is still the holder's: the other writer gives up.
+    let ack = other.ack("incr", vec![]).await;
+    assert!(error_of(&ack).contains("busy"), "{ack}");
+    tokio::time::sleep(lease * 2).await;
+    server.probe.release.add_permits(1);
+    assert_eq!(
+        held.await,
+        json!({ "ok": true }),
+        "the holder's write was refused"
+    );
+    assert_eq!(server.data(&alice).await.unwrap()["held"], json!(true));
+    assert_eq!(other.ack("incr", vec![]).await, json!(1));
+}
+
+/// `incr` over a socket and HTTP, both expected to fail while Redis is away.
+async fn both_fail(socket: &RawSocket, http: &Http) {
+    let ack = socket.ack("incr", vec![]).await;
+    assert!(ack.get("error").is_some(), "incr succeeded: {ack}");
+    let (status, body) = http.raw("POST", "/incr", None).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = http.raw("GET", "/session", None).await;
+    assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_clients_get_errors_and_the_nodes_recover_by_themselves() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let [a, b] = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
+    let alice = a.login("alice").await;
+    let socket = socket_on(&b, &alice).await;
+    let http = Http::with_cookie(a.url(), &alice.cookie());
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+
+    // Paused: connections stay open and nothing answers.
+    redis.process.pause();
+    both_fail(&socket, &http).await;
+    redis.process.resume();
+    // Nothing half-written: the count is what the successes said.
+    assert_eq!(socket.ack("incr", vec![]).await, json!(2));
+    assert_eq!(http.incr().await, 3);
+
+    // Stopped: connections drop. Restarted empty: the session is gone, a new login works.
+    redis.stop();
+    both_fail(&socket, &http).await;
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bob = loop {
+        let (status, _) = Http::new(a.url()).raw("GET", "/session", None).await;
+        if status == 200 {
+            break b.login("bob").await;
+        }
+        assert!(Instant::now() < deadline, "the nodes did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ack = socket.ack("incr", vec![]).await;
+    assert!(error_of(&ack).contains("gone"), "{ack}");
+    let on_a = socket_on(&a, &bob).await;
+    assert_eq!(on_a.ack("incr", vec![]).await, json!(1));
+    assert_eq!(on_a.ack("whoami", vec![]).await, json!({ "user": "bob" }));
+    assert_eq!(Http::with_cookie(b.url(), &bob.cookie()).incr().await, 2);
+}

@@ -1,0 +1,141 @@
+//! Two demo processes on one Redis (`REDIS_URL`) serve the same users as one: a login on
+//! one node is a socket's session on the other, every write is seen by the next read on either,
+//! and a burst of increments from sockets and HTTP on both nodes hands out every count once.
+//!
+//! The demo protocol has no broadcast event of its own, so broadcasts across nodes are not
+//! tested here (the Redis adapter carries them; see `session:gone`).
+
+use std::collections::BTreeSet;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use session_harness::{DemoNode, Http, RawSocket, RedisServer, User};
+
+/// Two nodes on a fresh Redis, or `None` (SKIPPED) without redis-server.
+fn two_nodes() -> Option<(RedisServer, [DemoNode; 2])> {
+    let redis = RedisServer::start()?;
+    let nodes = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
+    Some((redis, nodes))
+}
+
+async fn socket_on(node: &DemoNode, user: &User) -> RawSocket {
+    RawSocket::connect(&node.url(), "/", Some(&user.cookie()))
+        .await
+        .unwrap_or_else(|err| panic!("socket on {}: {err:?}", node.process.name()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_one_node_is_the_session_of_a_socket_on_the_other() {
+    let Some((_redis, [a, b])) = two_nodes() else {
+        return;
+    };
+    let alice = a.login("alice").await;
+    let on_b = socket_on(&b, &alice).await;
+    assert_eq!(on_b.ack("whoami", vec![]).await, json!({ "user": "alice" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other() {
+    let Some((_redis, [a, b])) = two_nodes() else {
+        return;
+    };
+    let alice = a.login("alice").await;
+    let (socket_a, socket_b) = (socket_on(&a, &alice).await, socket_on(&b, &alice).await);
+    let (http_a, http_b) = (
+        Http::with_cookie(a.url(), &alice.cookie()),
+        Http::with_cookie(b.url(), &alice.cookie()),
+    );
+
+    assert_eq!(socket_a.ack("incr", vec![]).await, json!(1));
+    assert_eq!(http_b.session().await["count"], json!(1));
+    assert_eq!(http_b.incr().await, 2);
+    assert_eq!(socket_a.ack("incr", vec![]).await, json!(3));
+    assert_eq!(socket_b.ack("incr", vec![]).await, json!(4));
+    assert_eq!(http_a.session().await["count"], json!(4));
+
+    let bob = json!({ "user": "bob" });
+    assert_eq!(
+        socket_b.ack("login", vec![bob]).await,
+        json!({ "ok": true })
+    );
+    assert_eq!(http_a.session().await["user"], json!("bob"));
+    assert_eq!(
+        socket_a.ack("whoami", vec![]).await,
+        json!({ "user": "bob" })
+    );
+    assert_eq!(socket_a.ack("logout", vec![]).await, json!({ "ok": true }));
+    assert_eq!(http_b.session().await["user"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once() {
+    let Some((_redis, [a, b])) = two_nodes() else {
+        return;
+    };
+    let alice = a.login("alice").await;
+    const PER_SOCKET: usize = 50;
+    const PER_NODE_HTTP: usize = 20;
+    let sockets = [
+        socket_on(&a, &alice).await,
+        socket_on(&a, &alice).await,
+        socket_on(&b, &alice).await,
+        socket_on(&b, &alice).await,
+    ];
+    // Every event in flight at once, then every HTTP increment at once.
+    let socket_acks: Vec<_> = sockets
+        .iter()
+        .flat_map(|socket| (0..PER_SOCKET).map(|_| socket.emit("incr", vec![])))
+        .collect();
+    let http_acks = [a.url(), b.url()].into_iter().flat_map(|url| {
+        let http = Http::with_cookie(url, &alice.cookie());
+        (0..PER_NODE_HTTP).map(move |_| {
+            let http = http.clone();
+            async move { http.raw("POST", "/incr", None).await }
+        })
+    });
+    let (socket_acks, http_acks) = tokio::join!(
+        join_all(socket_acks),
+        join_all(http_acks.collect::<Vec<_>>())
+    );
+
+    let mut counts = BTreeSet::new();
+    let mut failures = Vec::new();
+    for ack in socket_acks {
+        match ack.as_i64() {
+            Some(count) => assert!(counts.insert(count), "count {count} handed out twice"),
+            None => failures.push(ack),
+        }
+    }
+    for (status, body) in http_acks {
+        match body["count"].as_i64() {
+            Some(count) if status == 200 => {
+                assert!(counts.insert(count), "count {count} handed out twice")
+            }
+            _ => failures.push(json!({ "status": status, "body": body })),
+        }
+    }
+    assert!(failures.is_empty(), "failed increments: {failures:?}");
+    let total = (4 * PER_SOCKET + 2 * PER_NODE_HTTP) as i64;
+    assert_eq!(counts, (1..=total).collect(), "every count, once");
+    let on_b = Http::with_cookie(b.url(), &alice.cookie());
+    assert_eq!(on_b.session().await["count"], json!(total));
+}
+
+#[test]
+fn with_redis_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_one() {
+    let mut command = std::process::Command::new(DemoNode::binary());
+    command
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("PORT", "0")
+        .env_remove("SESSION_KEY");
+    let mut demo = session_harness::Process::spawn("demo", &mut command);
+    let said = demo.wait_for_line(session_harness::TIMEOUT, |line| {
+        line.contains("SESSION_KEY").then(|| line.to_owned())
+    });
+    assert!(said.contains("openssl rand -hex 64"), "{said}");
+    let status = demo
+        .wait_exit(session_harness::TIMEOUT)
+        .expect("the demo exits");
+    assert!(!status.success());
+    assert!(!demo.log().contains("listening on"), "{}", demo.log());
+}

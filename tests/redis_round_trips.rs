@@ -1,0 +1,73 @@
+//! What an event costs in Redis round trips, counted by Redis itself: with
+//! `slowlog-log-slower-than 0` every command a client sends is logged, and commands run inside
+//! a script are logged apart (client `?:0`), so the top-level entries are the round trips.
+//!
+//! An uncontended `autosave` event that changes the session costs 2 (take the lease and read
+//! the record; write the record and release the lease), one that changes nothing 2 (take and
+//! read; release), and a `readonly` event 1 (`GET`).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::{json, Value};
+use session_harness::{RedisServer, TestServer};
+
+/// Top-level commands since the last `SLOWLOG RESET`, by name, leaving out redis-cli's own.
+fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
+    let log: Value =
+        serde_json::from_str(&redis.cli(&["--json", "SLOWLOG", "GET", "-1"])).expect("json");
+    let mut counts = BTreeMap::new();
+    for entry in log.as_array().expect("a list") {
+        let command = entry[3][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let client = entry[4].as_str().unwrap_or_default();
+        if client == "?:0" || ["slowlog", "hello"].contains(&command.as_str()) {
+            continue; // inside a script, or redis-cli
+        }
+        *counts.entry(command).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autosave_costs_two_round_trips_and_readonly_one() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis.cli(&["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    let server = TestServer::builder()
+        .redis(&redis.url(), Duration::from_secs(5))
+        .start()
+        .await;
+    let alice = server.login("alice").await;
+    let socket = alice.raw_socket().await;
+    // Warm: the connections are up, the scripts loaded.
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+
+    const N: usize = 20;
+    for (event, per_event) in [
+        ("incr", [("evalsha", 2)]),
+        ("peek", [("evalsha", 2)]),
+        ("whoami", [("get", 1)]),
+    ] {
+        redis.cli(&["SLOWLOG", "RESET"]);
+        for _ in 0..N {
+            let ack = socket.ack(event, vec![]).await;
+            assert!(ack.get("error").is_none(), "{event}: {ack}");
+        }
+        // A lease released in the background (`peek`) may still be on its way.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let expected: BTreeMap<String, usize> = per_event
+            .iter()
+            .map(|(command, n)| (command.to_string(), n * N))
+            .collect();
+        assert_eq!(round_trips(&redis), expected, "{N} `{event}` events");
+    }
+    assert_eq!(socket.ack("peek", vec![]).await, json!(N as i64 + 1));
+}
