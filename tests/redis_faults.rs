@@ -269,9 +269,11 @@ async fn while_redis_is_away_clients_get_errors_and_the_nodes_recover_by_themsel
     both_fail(&socket, &http).await;
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
+    // Each node reconnects on its own: wait for both.
     let bob = loop {
-        let (status, _) = Http::new(a.url()).raw("GET", "/session", None).await;
-        if status == 200 {
+        let (on_a, _) = Http::new(a.url()).raw("GET", "/session", None).await;
+        let (on_b, _) = Http::new(b.url()).raw("GET", "/session", None).await;
+        if on_a == 200 && on_b == 200 {
             break b.login("bob").await;
         }
         assert!(Instant::now() < deadline, "the nodes did not reconnect");
