@@ -1,6 +1,7 @@
 //! End-to-end tests of `examples/login_logout` with the official JavaScript socket.io client:
 //! builds the demo, installs `tests/e2e`'s npm packages if needed, and runs its Node tests
-//! (`node --test`), in Node and in headless Chromium.
+//! (`node --test`), in Node and in headless Chromium, and on two demo nodes sharing a
+//! `redis-server` of the test's own.
 //!
 //! Without Node (or Chromium, for the browser test) the tests are skipped with a `SKIPPED`
 //! line. With `SESSION_E2E_REQUIRED=1` (CI) a missing tool fails instead. `LOGIN_LOGOUT_BIN`
@@ -13,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use session_harness::{required, DemoNode, Process};
+use session_harness::{random_key, required, DemoNode, Process, RedisServer};
 
 /// The whole Node run, builds and installs excluded, must end within this.
 const NODE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -79,6 +80,9 @@ fn login_logout_with_the_official_socket_io_client() {
             &format!("browser test: no Chromium at {chromium} (apt-get install -y chromium)"),
         );
     }
+    // Two demo nodes on one Redis (`test/nodes.test.js`) need a redis-server of their own;
+    // without one that file says SKIPPED and the rest runs.
+    let redis = RedisServer::start();
     let mut node = Command::new("node");
     node.args([
         "--test",
@@ -91,5 +95,10 @@ fn login_logout_with_the_official_socket_io_client() {
     .current_dir(&dir)
     .env("LOGIN_LOGOUT_BIN", DemoNode::binary())
     .env("CHROMIUM_PATH", &chromium);
+    if let Some(redis) = &redis {
+        node.arg("test/nodes.test.js")
+            .env("REDIS_URL", redis.url())
+            .env("SESSION_KEY", random_key());
+    }
     run("node --test", &mut node, NODE_TIMEOUT);
 }

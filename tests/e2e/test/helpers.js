@@ -10,9 +10,10 @@ export const TIMEOUT_MS = 10_000;
 
 /**
  * Starts the demo on a free port (`PORT=0`) and resolves once it prints its address.
- * The binary comes from `LOGIN_LOGOUT_BIN`, which `cargo test --test e2e` sets.
+ * The binary comes from `LOGIN_LOGOUT_BIN`, which `cargo test --test e2e` sets; `env` adds to
+ * its environment (e.g. `REDIS_URL` and `SESSION_KEY` for one of several nodes).
  */
-export async function startServer() {
+export async function startServer(env = {}) {
   const bin = process.env.LOGIN_LOGOUT_BIN;
   if (!bin) {
     throw new Error(
@@ -21,7 +22,7 @@ export async function startServer() {
     );
   }
   const child = spawn(bin, [], {
-    env: { ...process.env, PORT: "0", RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    env: { ...process.env, PORT: "0", RUST_LOG: process.env.RUST_LOG ?? "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise((resolve, reject) => {

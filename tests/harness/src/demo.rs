@@ -102,8 +102,9 @@ impl DemoNode {
     }
 }
 
-/// 64 random bytes as 128 hex digits, the form the demo's `SESSION_KEY` takes.
-fn random_key() -> String {
+/// 64 random bytes as 128 hex digits, the form the demo's `SESSION_KEY` takes: what nodes
+/// started elsewhere (e.g. by the Node tests) share.
+pub fn random_key() -> String {
     let key = tower_sessions::cookie::Key::generate();
     key.master().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -50,7 +50,7 @@ pub mod store;
 
 use std::{sync::Once, time::Duration};
 
-pub use demo::DemoNode;
+pub use demo::{random_key, DemoNode};
 pub use events::HoldProbe;
 pub use fixtures::User;
 pub use hand_written::HAND_WRITTEN;
