@@ -242,9 +242,7 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
             cat "$WORK/loadgen.err" >&2
         fi
     }
-    # Which servers: the Rust variants run when bench_server knows `--store redis`.
-    REDIS_CONFIGS=(node)
-    if "$SERVER" --help 2>&1 | grep -q redis; then REDIS_CONFIGS=(manual autosave node); fi
+    REDIS_CONFIGS=(manual autosave node)
     for rep in $(seq "$REPS"); do
         for nodes in 1 2; do
             log "redis, repetition $rep/$REPS, $nodes node(s): ${REDIS_CONFIGS[*]}"

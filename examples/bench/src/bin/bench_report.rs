@@ -719,7 +719,7 @@ impl<'a> Report<'a> {
             return;
         }
         let _ = writeln!(md, "\n## Several nodes on one Redis\n");
-        let _ = writeln!(md, "Each node is a server process; the load generator spreads its sockets over the nodes round-robin and sums their CPU. *Round trips* are the commands the nodes sent Redis per event, counted by `redis-cli MONITOR` in a short run of their own (10 sockets; a script counts once, the commands it runs don't). `(c)` is `autosave` for `incr` and `readonly` for `whoami`.\n");
+        let _ = writeln!(md, "Each node is a server process; the load generator spreads its sockets over the nodes round-robin and sums their CPU. *Round trips* are the commands the nodes sent Redis per event, counted by `redis-cli MONITOR` in a short run of their own (10 sockets; a script counts once, the commands it runs don't). `(c)` is `autosave` for `incr` and `readonly` for `whoami`. The Rust servers use `session_runtime::redis` (records, leases, socketioxide-redis adapter); `(b)` takes no lock, as its users do today.\n");
         let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | Redis round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         for ((variant, name), nodes, event) in rows {
             let label = format!("redis/{variant}/{nodes}");

@@ -12,8 +12,10 @@
 //!   `save` in every handler, no lock.
 //! - `--variant autosave`: `incr` is `#[with_session(autosave)]`, `whoami` is
 //!   `#[with_session(readonly)]`.
-//! - `--store memory|moka|sqlite`; `--store-latency-us N` delays every store operation by N µs
-//!   (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
+//! - `--store memory|moka|sqlite|redis`; `--store-latency-us N` delays every store operation by
+//!   N µs (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
+//!   `--store redis` takes `REDIS_URL` and puts what one node of several would in it: the
+//!   records, the per-session leases (`autosave`) and socket.io's adapter.
 //!
 //! Every store operation is counted; `GET /_bench/stats` returns the counts (bench only, not
 //! part of the protocol). The server prints `listening on 127.0.0.1:PORT` once it accepts.
@@ -29,12 +31,20 @@ use std::{
 
 use axum::{routing::get, Json};
 use serde_json::{json, Value};
-use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
+use session_runtime::{
+    redis::{socketioxide_redis::FredAdapter, RedisSessions},
+    with_session, LocalSessionLocks, ReadOnlySession, Session, SessionError, SessionLocks,
+    SocketSessions,
+};
+// `DefinedAdapter` and `Spawnable` live in socketioxide's core: the same core, pinned by
+// socketioxide's own version (one core in the lockfile).
 use socketioxide::{
+    adapter::Adapter,
     extract::{AckSender, SocketRef},
     handler::ConnectHandler,
-    SocketIo,
+    SocketIo, SocketIoBuilder,
 };
+use socketioxide_core::adapter::{DefinedAdapter, Spawnable};
 use tower_sessions::{
     session::{Id, Record},
     session_store, MemoryStore, SessionManagerLayer, SessionStore,
@@ -119,14 +129,22 @@ fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let local = || (LocalSessionLocks::default(), SocketIo::builder());
     match args.store.as_str() {
-        "memory" => serve(MemoryStore::default(), &args).await,
+        "memory" => serve(MemoryStore::default(), local(), &args).await,
         "moka" => {
             serve(
                 tower_sessions_moka_store::MokaStore::new(Some(1_000_000)),
+                local(),
                 &args,
             )
             .await
+        }
+        "redis" => {
+            let url = std::env::var("REDIS_URL").map_err(|_| "`--store redis` needs REDIS_URL")?;
+            let redis = RedisSessions::connect(&url).await?;
+            let io = SocketIo::builder().with_adapter::<FredAdapter<_>>(redis.adapter().await?);
+            serve(redis.store(), (redis.locks(), io), &args).await
         }
         "sqlite" => {
             use tower_sessions_sqlx_store::sqlx::sqlite;
@@ -143,7 +161,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
             store.migrate().await?;
-            let out = serve(store, &args).await;
+            let out = serve(store, local(), &args).await;
             for suffix in ["", "-wal", "-shm"] {
                 let mut p = path.clone().into_os_string();
                 p.push(suffix);
@@ -151,9 +169,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             out
         }
-        other => {
-            Err(format!("unknown store `{other}`: expected `memory`, `moka` or `sqlite`").into())
-        }
+        other => Err(format!(
+            "unknown store `{other}`: expected `memory`, `moka`, `sqlite` or `redis`"
+        )
+        .into()),
     }
 }
 
@@ -203,8 +222,9 @@ impl<S: SessionStore + Clone> SessionStore for Counting<S> {
     }
 }
 
-async fn serve<S: SessionStore + Clone>(
+async fn serve<S: SessionStore + Clone, A: Adapter + DefinedAdapter>(
     store: S,
+    (locks, io): (impl SessionLocks, SocketIoBuilder<A>),
     args: &Args,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let store = Counting {
@@ -212,37 +232,39 @@ async fn serve<S: SessionStore + Clone>(
         ops: Arc::default(),
         latency: args.latency,
     };
-    let sessions = SocketSessions::new(store.clone());
-    let (sio_layer, io) = SocketIo::builder()
+    let sessions = SocketSessions::new(store.clone()).with_locks(locks);
+    let (sio_layer, io) = io
         // Bursts of hundreds of concurrent events per socket must not overflow the buffer.
         .max_buffer_size(16_384)
         .build_layer();
 
     match args.variant {
         Variant::Plain => {
-            io.ns("/", connect_noop.with(register_plain));
+            io.ns("/", connect_noop.with(register_plain)).spawn();
         }
         Variant::Manual => {
             let store = Arc::new(store.clone());
             io.ns(
                 "/",
-                connect_noop.with(move |socket: SocketRef| {
+                connect_noop.with(move |socket: SocketRef<A>| {
                     let store = store.clone();
                     async move {
                         register_manual(&socket, store);
                         Ok::<(), Infallible>(())
                     }
                 }),
-            );
+            )
+            .spawn();
         }
         Variant::Autosave => {
             io.ns(
                 "/",
-                sessions.handler(|socket: SocketRef| {
+                sessions.handler(|socket: SocketRef<A>| {
                     socket.on("incr", incr);
                     socket.on("whoami", whoami);
                 }),
-            );
+            )
+            .spawn();
         }
     }
 
@@ -284,25 +306,25 @@ async fn shutdown() {
     }
 }
 
-async fn connect_noop(_: SocketRef) {}
+async fn connect_noop<A: Adapter>(_: SocketRef<A>) {}
 
 // ---------------------------------------------------------------------------------------------
 // (a) session-less: the limit.
 
 static PLAIN_COUNT: AtomicU64 = AtomicU64::new(0);
 
-async fn register_plain(socket: SocketRef) -> Result<(), Infallible> {
-    socket.on("incr", async |ack: AckSender| {
+async fn register_plain<A: Adapter>(socket: SocketRef<A>) -> Result<(), Infallible> {
+    socket.on("incr", async |ack: AckSender<A>| {
         let count = PLAIN_COUNT.fetch_add(1, Ordering::Relaxed) + 1;
         send(ack, &count);
     });
-    socket.on("whoami", async |ack: AckSender| {
+    socket.on("whoami", async |ack: AckSender<A>| {
         send(ack, &json!({ "user": Value::Null }));
     });
     Ok(())
 }
 
-fn send(ack: AckSender, value: &impl serde::Serialize) {
+fn send<A: Adapter>(ack: AckSender<A>, value: &impl serde::Serialize) {
     if let Err(err) = ack.send(value) {
         tracing::warn!(%err, "could not acknowledge");
     }
@@ -312,31 +334,40 @@ fn send(ack: AckSender, value: &impl serde::Serialize) {
 // (b) hand-written reload/save, as a user writes it today: no lock, so concurrent events of
 // one session lose updates.
 
-fn register_manual<S: SessionStore + Clone>(socket: &SocketRef, store: Arc<Counting<S>>) {
+fn register_manual<S: SessionStore + Clone, A: Adapter>(
+    socket: &SocketRef<A>,
+    store: Arc<Counting<S>>,
+) {
     let incr_store = store.clone();
-    socket.on("incr", async move |socket: SocketRef, ack: AckSender| {
-        let result = manual_session(&socket, incr_store).await;
-        let answer = match result {
-            Ok(session) => manual_incr(session).await,
-            Err(err) => Err(err),
-        };
-        answer_with(ack, answer);
-    });
-    socket.on("whoami", async move |socket: SocketRef, ack: AckSender| {
-        let answer = match manual_session(&socket, store).await {
-            Ok(session) => session
-                .get::<String>("user")
-                .await
-                .map(|user| json!({ "user": user }))
-                .map_err(|e| e.to_string()),
-            Err(err) => Err(err),
-        };
-        answer_with(ack, answer);
-    });
+    socket.on(
+        "incr",
+        async move |socket: SocketRef<A>, ack: AckSender<A>| {
+            let result = manual_session(&socket, incr_store).await;
+            let answer = match result {
+                Ok(session) => manual_incr(session).await,
+                Err(err) => Err(err),
+            };
+            answer_with(ack, answer);
+        },
+    );
+    socket.on(
+        "whoami",
+        async move |socket: SocketRef<A>, ack: AckSender<A>| {
+            let answer = match manual_session(&socket, store).await {
+                Ok(session) => session
+                    .get::<String>("user")
+                    .await
+                    .map(|user| json!({ "user": user }))
+                    .map_err(|e| e.to_string()),
+                Err(err) => Err(err),
+            };
+            answer_with(ack, answer);
+        },
+    );
 }
 
-async fn manual_session<S: SessionStore + Clone>(
-    socket: &SocketRef,
+async fn manual_session<S: SessionStore + Clone, A: Adapter>(
+    socket: &SocketRef<A>,
     store: Arc<Counting<S>>,
 ) -> Result<tower_sessions::Session, String> {
     let handshake = socket
@@ -364,7 +395,7 @@ async fn manual_incr(session: tower_sessions::Session) -> Result<Value, String> 
     Ok(json!(count))
 }
 
-fn answer_with(ack: AckSender, answer: Result<Value, String>) {
+fn answer_with<A: Adapter>(ack: AckSender<A>, answer: Result<Value, String>) {
     match answer {
         Ok(value) => send(ack, &value),
         Err(error) => send(ack, &json!({ "error": error })),
