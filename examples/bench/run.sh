@@ -233,15 +233,8 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
         NODE_PIDS=()
         redis-cli -p "$REDIS_PORT" flushall >/dev/null
     }
-    redis_loadgen() { # LABEL ARGS...
-        local label=$1
-        shift
-        if ! "${PIN_LOADGEN[@]}" "$LOADGEN" --url "$URLS" --pid "$PIDS" --label "$label" \
-            --out "$RESULTS" "$@" > "$WORK/loadgen.out" 2> "$WORK/loadgen.err"; then
-            log "FAILED: $label $*"
-            cat "$WORK/loadgen.err" >&2
-        fi
-    }
+    # loadgen over every node: it takes comma-separated URLs and pids.
+    redis_loadgen() { URL=$URLS SERVER_PID=$PIDS loadgen "$@"; }
     REDIS_CONFIGS=(manual autosave node)
     for rep in $(seq "$REPS"); do
         for nodes in 1 2; do
