@@ -52,6 +52,7 @@ mod handle;
 pub mod http;
 mod locks;
 pub mod origin;
+pub mod scale;
 mod session;
 mod sockets;
 mod timeouts;

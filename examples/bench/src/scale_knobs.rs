@@ -1,0 +1,56 @@
+//! Memory knobs of `bench_server` (issue 10, scale): each one is a setting a user can copy,
+//! measured one at a time by `run.sh` (the section "Idle memory" of the report).
+//!
+//! - `--bare`: no session layers at all (bare socketioxide, the baseline);
+//! - `--max-buffer-size N`: socketioxide's per-socket packet buffer (the bench's default is
+//!   16 384, socketioxide's 128);
+//! - `--ws-read-buffer N`: engineioxide's websocket read buffer (`ws_read_buffer_size`,
+//!   default 4 096), allocated once per socket;
+//! - `--own-head`: copies the handshake request's URI and header values out of hyper's read
+//!   buffer before socket.io keeps them (`session_runtime::scale::own_request_head`).
+//!
+//! The allocator is a knob too, chosen at build time: the `bench_server_mimalloc` and
+//! `bench_server_jemalloc` binaries are this server with another `#[global_allocator]`.
+
+use socketioxide::SocketIoBuilder;
+
+#[derive(Clone, Debug, Default)]
+pub struct Knobs {
+    pub bare: bool,
+    pub max_buffer_size: Option<usize>,
+    pub ws_read_buffer: Option<usize>,
+    pub own_head: bool,
+}
+
+impl Knobs {
+    /// Takes `flag` (and its value from `value`) if it is one of the knobs.
+    pub fn parse(
+        &mut self,
+        flag: &str,
+        value: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<bool, String> {
+        let mut num = || {
+            value()?
+                .parse::<usize>()
+                .map_err(|e| format!("{flag}: {e}"))
+        };
+        match flag {
+            "--bare" => self.bare = true,
+            "--own-head" => self.own_head = true,
+            "--max-buffer-size" => self.max_buffer_size = Some(num()?),
+            "--ws-read-buffer" => self.ws_read_buffer = Some(num()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn socket_io(&self, mut builder: SocketIoBuilder) -> SocketIoBuilder {
+        if let Some(n) = self.max_buffer_size {
+            builder = builder.max_buffer_size(n);
+        }
+        if let Some(n) = self.ws_read_buffer {
+            builder = builder.ws_read_buffer_size(n);
+        }
+        builder
+    }
+}
