@@ -7,7 +7,10 @@
 //! - `--ws-read-buffer N`: engineioxide's websocket read buffer (`ws_read_buffer_size`,
 //!   default 4 096), allocated once per socket;
 //! - `--own-head`: copies the handshake request's URI and header values out of hyper's read
-//!   buffer before socket.io keeps them (`session_runtime::scale::own_request_head`).
+//!   buffer before socket.io keeps them (`session_runtime::scale::own_request_head`);
+//! - `--backlog N`: the listening socket's accept queue (tokio's `TcpListener::bind` asks for
+//!   1 024; Linux caps it at `net.core.somaxconn`): a reconnect storm that overflows it has its
+//!   connections retried by the clients' kernels after 1 s, 3 s, ...
 //!
 //! The allocator is a knob too, chosen at build time: the `bench_server_mimalloc` and
 //! `bench_server_jemalloc` binaries are this server with another `#[global_allocator]`.
@@ -20,6 +23,7 @@ pub struct Knobs {
     pub max_buffer_size: Option<usize>,
     pub ws_read_buffer: Option<usize>,
     pub own_head: bool,
+    pub backlog: Option<u32>,
 }
 
 impl Knobs {
@@ -39,6 +43,7 @@ impl Knobs {
             "--own-head" => self.own_head = true,
             "--max-buffer-size" => self.max_buffer_size = Some(num()?),
             "--ws-read-buffer" => self.ws_read_buffer = Some(num()?),
+            "--backlog" => self.backlog = Some(num()? as u32),
             _ => return Ok(false),
         }
         Ok(true)
@@ -52,5 +57,16 @@ impl Knobs {
             builder = builder.ws_read_buffer_size(n);
         }
         builder
+    }
+}
+
+impl Knobs {
+    /// The listening socket on 127.0.0.1:`port`, with the `--backlog` knob.
+    pub fn listen(&self, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(self.backlog.unwrap_or(1024))
     }
 }

@@ -15,7 +15,8 @@
 //! - `--store memory|moka|sqlite`; `--store-latency-us N` delays every store operation by N µs
 //!   (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
 //!
-//! Memory knobs (`--bare`, `--max-buffer-size N`, `--ws-read-buffer N`, `--own-head`): see
+//! Scale knobs (`--bare`, `--max-buffer-size N`, `--ws-read-buffer N`, `--own-head`,
+//! `--backlog N`): see
 //! `src/scale_knobs.rs`.
 //!
 //! Every store operation is counted; `GET /_bench/stats` returns the counts (bench only, not
@@ -290,7 +291,7 @@ async fn serve<S: SessionStore + Clone>(
             .layer(sessions.lock_layer()),
     };
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let listener = args.knobs.listen(args.port)?;
     println!("listening on {}", listener.local_addr()?);
     if args.knobs.own_head {
         // Around the router, which keeps a copy of the URI (`OriginalUri`) before any layer.
