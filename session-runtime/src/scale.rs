@@ -44,10 +44,18 @@ impl<S> Layer<S> for OwnRequestHeadLayer {
     }
 }
 
-/// The service of [`OwnRequestHeadLayer`].
+/// The service of [`OwnRequestHeadLayer`]; [`OwnRequestHead::new`] wraps a router without
+/// naming `tower::Layer`.
 #[derive(Clone, Debug)]
 pub struct OwnRequestHead<S> {
     inner: S,
+}
+
+impl<S> OwnRequestHead<S> {
+    /// `inner` (a whole `axum::Router`), its requests' heads copied first.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
 }
 
 impl<S, B> Service<Request<B>> for OwnRequestHead<S>
