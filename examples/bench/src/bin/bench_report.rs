@@ -1210,7 +1210,7 @@ impl Report<'_> {
 const SCALE_PROFILE_NOTE: &str = "\
 ### Where the bytes go (heaptrack), and what would free them upstream
 
-heaptrack over `bench_server` holding 5 000 idle sockets, heap at peak divided by the sockets (the session attached; glibc malloc). With the defaults: 41 KiB of heap per socket, of which:
+heaptrack (Debian's `heaptrack`) over `bench_server` holding 5 000 idle sockets, heap at peak divided by the sockets (the session attached; glibc malloc), measured once by hand, not by `run.sh`: `heaptrack -o ht bench_server --variant autosave [--own-head --ws-read-buffer 512]`, `loadgen --mode idle --clients 5000`, stop the server, `heaptrack_print -f ht.zst --print-peaks 1 -n 30 -s 6`. With the defaults: 41 KiB of heap per socket, of which:
 
 | where | bytes per socket | freed by a setting? | the change that would free them |
 |---|---:|---|---|
