@@ -264,8 +264,9 @@ fn app(key: Key) -> Router {
         .max_payload(MAX_PAYLOAD as u64)
         .ws_max_message_size(MAX_PAYLOAD)
         // Idle sockets: tungstenite allocates this buffer per socket (4 096 by default). 512 B
-        // saves 3.5 KB per idle socket at 15 000 sockets, and costs nothing measurable on
-        // small events (examples/bench/REPORT.md, "Idle memory").
+        // saves 3.5 KB per idle socket at 15 000 sockets; on small events it cost 2 % of
+        // throughput in one run, within this machine's noise (examples/bench/REPORT.md,
+        // "Idle memory").
         .ws_read_buffer_size(512)
         .build_layer();
     io.ns(
@@ -325,7 +326,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Tests read this line to learn the port when `PORT=0`.
     println!("listening on http://{}", listener.local_addr()?);
     // Around the whole router: socketioxide keeps each socket's handshake head, whose URI and
-    // header values would pin hyper's 16 KiB read buffer (7.4 KB of RSS per idle socket at
+    // header values would pin hyper's 16 KiB read buffer (7.3 KB of RSS per idle socket at
     // 15 000 sockets; examples/bench/REPORT.md, "Idle memory").
     let app = OwnRequestHead::new(app(key));
     axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
