@@ -317,12 +317,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let key = cookie_key()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port()?));
-    // A reconnect storm (every client at once after a restart) overflows tokio's default
-    // accept queue of 1 024; Linux caps the queue at `net.core.somaxconn` (4 096 by default).
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(4096)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     // Tests read this line to learn the port when `PORT=0`.
     println!("listening on http://{}", listener.local_addr()?);
     // Around the whole router: socketioxide keeps each socket's handshake head, whose URI and

@@ -294,8 +294,8 @@ if [ "$SCALE" = 1 ]; then
         SCALE_SOCKETS=$(( $(ulimit -n) - 1000 ))
     fi
     # The settings the demo uses (see examples/login_logout.rs): the handshake's head copied
-    # out of hyper's buffer, a 512-byte websocket read buffer, a 4 096-connection accept queue.
-    BEST=(--own-head --ws-read-buffer 512 --backlog 4096)
+    # out of hyper's buffer, a 512-byte websocket read buffer.
+    BEST=(--own-head --ws-read-buffer 512)
     # label | server command (bench_server flags, or `node ...`) | environment
     SCALE_IDLE=(
         "bare|$SERVER --variant plain --bare|"
@@ -315,6 +315,7 @@ if [ "$SCALE" = 1 ]; then
     SCALE_STORM=(
         "bare|$SERVER --variant plain --bare ${BEST[*]}|"
         "session|$SERVER --variant autosave ${BEST[*]}|"
+        "session+backlog-4096|$SERVER --variant autosave ${BEST[*]} --backlog 4096|"
         "session/defaults|$SERVER --variant autosave|"
         "node/session|node $BENCH/node/server.js|"
     )
