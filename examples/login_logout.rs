@@ -321,7 +321,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Tests read this line to learn the port when `PORT=0`.
     println!("listening on http://{}", listener.local_addr()?);
     // Around the whole router: socketioxide keeps each socket's handshake head, whose URI and
-    // header values would pin hyper's 16 KiB read buffer (7.3 KB of RSS per idle socket at
+    // header values would pin hyper's 16 KiB read buffer (about 7 KB of RSS per idle socket at
     // 15 000 sockets; examples/bench/REPORT.md, "Idle memory").
     let app = OwnRequestHead::new(app(key));
     axum::serve(listener, ServiceExt::<Request>::into_make_service(app))

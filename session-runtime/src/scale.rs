@@ -4,7 +4,7 @@
 //! as the socket lives. hyper parses a request without copying it: the URI and every header
 //! value are slices of the connection's read buffer (16 KiB once hyper has grown it), and axum's
 //! router keeps one more slice (`OriginalUri`). So the few hundred bytes a socket keeps pin the
-//! whole buffer: 17 KiB of heap per idle socket under heaptrack, 7.3 KB of the server's RSS per
+//! whole buffer: 17 KiB of heap per idle socket under heaptrack, about 7 KB of the server's RSS per
 //! socket at 15 000 sockets (the benchmark report, "Idle memory").
 //! [`OwnRequestHeadLayer`] copies the URI and the header values into allocations of their own
 //! before anything keeps them, so hyper's buffer is freed once the connection is upgraded. Put
