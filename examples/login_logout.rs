@@ -25,10 +25,11 @@ use std::{env, fmt, net::SocketAddr, time::Duration};
 
 use axum::{
     body::Bytes,
+    extract::Request,
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
-    Json, Router,
+    Json, Router, ServiceExt,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,6 +37,7 @@ use session_runtime::{
     http::{session_json, LockedSession},
     origin::OriginCheckLayer,
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
+    scale::OwnRequestHead,
     with_session, ReadOnlySession, Session, SessionError, SocketSessions,
 };
 use socketioxide::{
@@ -285,6 +287,11 @@ fn socket_io() -> SocketIoBuilder {
         .max_buffer_size(MAX_BUFFER_SIZE)
         .max_payload(MAX_PAYLOAD as u64)
         .ws_max_message_size(MAX_PAYLOAD)
+        // Idle sockets: tungstenite allocates this buffer per socket (4 096 by default). 512 B
+        // saves 3.5 KB per idle socket at 15 000 sockets; on small events it cost 2 % of
+        // throughput in one run, within this machine's noise (examples/bench/REPORT.md,
+        // "Idle memory").
+        .ws_read_buffer_size(512)
 }
 
 fn register<A: Adapter>(socket: SocketRef<A>) {
@@ -373,7 +380,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     // Tests read this line to learn the port when `PORT=0`.
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
+    // Around the whole router: socketioxide keeps each socket's handshake head, whose URI and
+    // header values would pin hyper's 16 KiB read buffer (about 7 KB of RSS per idle socket at
+    // 15 000 sockets; examples/bench/REPORT.md, "Idle memory").
+    let app = OwnRequestHead::new(app);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();
         })

@@ -13,8 +13,11 @@
 # REDIS (1): also measure one and two nodes on one Redis (needs redis-server; skipped without):
 # closed loops, Redis round trips per event (redis-cli MONITOR, a run of its own), and a burst
 # of REDIS_BURST_K `incr` from each of two sockets of one session on two nodes.
+# SCALE (1): idle memory by variant and knob (SCALE_SOCKETS, 15000, capped by `ulimit -Hn`)
+# and reconnect storms (STORM_SIZES, "5000 15000"; e.g. STORM_SIZES=2000 for a quick run),
+# SCALE_REPS (3) repetitions.
 # Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
-# valgrind are used when present. About 9 minutes with the defaults.
+# valgrind are used when present. About 17 minutes with the defaults (SCALE=0: about 10).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +37,10 @@ PROFILE=${PROFILE:-1}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 REDIS=${REDIS:-1}
 REDIS_BURST_K=${REDIS_BURST_K:-225}
+SCALE=${SCALE:-1}
+SCALE_SOCKETS=${SCALE_SOCKETS:-15000}
+SCALE_REPS=${SCALE_REPS:-3}
+STORM_SIZES=${STORM_SIZES:-5000 15000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 
@@ -265,6 +272,75 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     unset REDIS_URL
 elif [ "$REDIS" = 1 ]; then
     log "redis-server not found: no Redis figures"
+fi
+
+# Scale (issue 10): bytes per idle socket by variant and knob, and reconnect storms. One
+# server process holds at most `ulimit -Hn` sockets (20 000 on the reference machine, so
+# SCALE_SOCKETS defaults to 15 000). Beyond that, run several servers and spread the load
+# generators over loopback source addresses (127.0.0.x): `loadgen --url A,B --pid P,Q` sums
+# the servers' RSS.
+if [ "$SCALE" = 1 ]; then
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((SCALE_SOCKETS + 1000)) ]; then
+        log "ulimit -n is $(ulimit -n): lowering SCALE_SOCKETS to fit"
+        SCALE_SOCKETS=$(( $(ulimit -n) - 1000 ))
+    fi
+    # The settings the demo uses (see examples/login_logout.rs): the handshake's head copied
+    # out of hyper's buffer, a 512-byte websocket read buffer.
+    BEST=(--own-head --ws-read-buffer 512)
+    # label | server command (bench_server flags, or `node ...`) | environment
+    SCALE_IDLE=(
+        "bare|$SERVER --variant plain --bare|"
+        "bare+best|$SERVER --variant plain --bare ${BEST[*]}|"
+        "plain|$SERVER --variant plain|"
+        "session|$SERVER --variant autosave|"
+        "session+max-buffer-128|$SERVER --variant autosave --max-buffer-size 128|"
+        "session+ws-read-512|$SERVER --variant autosave --ws-read-buffer 512|"
+        "session+own-head|$SERVER --variant autosave --own-head|"
+        "session+best|$SERVER --variant autosave ${BEST[*]}|"
+        "session+best+arena1|$SERVER --variant autosave ${BEST[*]}|MALLOC_ARENA_MAX=1"
+        "session+best+mimalloc|${SERVER}_mimalloc --variant autosave ${BEST[*]}|"
+        "session+best+jemalloc|${SERVER}_jemalloc --variant autosave ${BEST[*]}|"
+        "node/no-session|node $BENCH/node/server.js --no-session|"
+        "node/session|node $BENCH/node/server.js|"
+    )
+    SCALE_STORM=(
+        "bare|$SERVER --variant plain --bare ${BEST[*]}|"
+        "session|$SERVER --variant autosave ${BEST[*]}|"
+        "session+backlog-4096|$SERVER --variant autosave ${BEST[*]} --backlog 4096|"
+        "session/defaults|$SERVER --variant autosave|"
+        "node/session|node $BENCH/node/server.js|"
+    )
+    scale_run() { # ENTRY MODE CLIENTS [loadgen args]
+        local label cmd envs
+        IFS='|' read -r label cmd envs <<< "$1"
+        shift
+        local mode=$1 clients=$2
+        shift 2
+        # `env` execs the server: its pid is the one measured. The command is words on purpose.
+        # shellcheck disable=SC2086
+        start_server env $envs $cmd || return 0
+        loadgen "scale/$label" --mode "$mode" --clients "$clients" "$@"
+        stop_server
+    }
+    for rep in $(seq "$SCALE_REPS"); do
+        log "scale, repetition $rep/$SCALE_REPS: idle memory, $SCALE_SOCKETS sockets x ${#SCALE_IDLE[@]} servers"
+        for entry in "${SCALE_IDLE[@]}"; do
+            scale_run "$entry" idle "$SCALE_SOCKETS"
+        done
+        for n in $STORM_SIZES; do
+            log "scale, repetition $rep/$SCALE_REPS: reconnect storm of $n sockets x ${#SCALE_STORM[@]} servers"
+            for entry in "${SCALE_STORM[@]}"; do
+                scale_run "$entry" storm "$n"
+            done
+        done
+        # What the 512-byte websocket read buffer costs: small events in a closed loop.
+        for ws in 4096 512; do
+            start_server "$SERVER" --variant autosave --own-head --ws-read-buffer "$ws" || continue
+            loadgen "scale/ws-read-$ws" --mode loop --event whoami --clients "$CLIENTS" \
+                --duration "$DURATION" --warmup "$WARMUP"
+            stop_server
+        done
+    done
 fi
 
 # Where the CPU goes: instructions per event under callgrind, counted only while the events run.

@@ -54,6 +54,7 @@ mod locks;
 pub mod origin;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod scale;
 mod session;
 mod sockets;
 mod timeouts;

@@ -522,6 +522,7 @@ impl<'a> Report<'a> {
                 verdict(ok)
             );
         }
+        self.scale_targets(&mut md);
         // Every quiet closed-loop run: was the server's core full while the load generator's
         // was not?
         let quiet: Vec<&Value> = self
@@ -657,6 +658,7 @@ impl<'a> Report<'a> {
         }
 
         self.redis_section(&mut md);
+        self.scale_section(&mut md);
 
         let _ = writeln!(md, "\n## Memory (idle sockets)\n");
         let _ = writeln!(md, "Server RSS after connecting the sockets minus RSS before (all logins done first, so the session records are in both figures), divided by the number of sockets.\n");
@@ -854,6 +856,8 @@ impl<'a> Report<'a> {
         let panel_w = label_w + bar_w + 70.0;
         let width = panel_w * 2.0;
         let height = top + row_h * rows.len() as f64 + 20.0;
+        let (scale, scale_h) = self.scale_svg(height);
+        let height = height + scale_h;
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -923,7 +927,302 @@ impl<'a> Report<'a> {
                 }
             }
         }
+        s.push_str(&scale);
         let _ = writeln!(s, "</svg>");
         s
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scale (issue 10): idle memory by variant and knob, reconnect storms.
+
+/// The idle-memory rows: label in `results.jsonl` (`scale/<label>`), what it is, its trade-off.
+const SCALE_IDLE_ROWS: [(&str, &str, &str); 13] = [
+    ("bare", "bare socketioxide (socket.io outside the session layers), defaults", "–"),
+    ("bare+best", "bare socketioxide + the demo's settings (own head, 512 B read buffer)", "see those rows"),
+    ("plain", "socket.io inside the session layers, no session attached", "–"),
+    ("session", "`SocketSessions::handler` (session attached), defaults", "–"),
+    ("session+max-buffer-128", "… + `max_buffer_size(128)` (socketioxide's default; the bench uses 16 384)", "none on memory (tokio's channel allocates 32 slots at a time, whatever the bound); a burst of more than 128 events on one socket drops acks"),
+    ("session+ws-read-512", "… + `ws_read_buffer_size(512)` (default 4 096)", "a message longer than 512 B needs ⌈len/512⌉ reads instead of ⌈len/4096⌉; small events: see the closed loop below"),
+    ("session+own-head", "… + `OwnRequestHeadLayer` around the router", "one copy of the request head per HTTP request (a few hundred bytes): see CPU per handshake in the storm table"),
+    ("session+best", "… + own head + 512 B read buffer (the demo's settings)", "the sum of the above"),
+    ("session+best+arena1", "… + `MALLOC_ARENA_MAX=1` (glibc)", "one malloc arena: threads contend on its lock"),
+    ("session+best+mimalloc", "… + mimalloc as the global allocator", "–"),
+    ("session+best+jemalloc", "… + jemalloc (tikv-jemallocator) as the global allocator", "–"),
+    ("node/no-session", "Node socket.io, no session middleware", "–"),
+    ("node/session", "Node socket.io + express-socket.io-session", "–"),
+];
+
+const SCALE_STORM_ROWS: [(&str, &str); 5] = [
+    ("bare", "bare socketioxide (demo settings)"),
+    ("session", "`SocketSessions::handler` (demo settings)"),
+    (
+        "session+backlog-4096",
+        "… + an accept queue of 4 096 (tokio's `TcpListener::bind` asks for 1 024)",
+    ),
+    (
+        "session/defaults",
+        "`SocketSessions::handler` (socketioxide/axum defaults)",
+    ),
+    (
+        "node/session",
+        "Node: socket.io + express-socket.io-session",
+    ),
+];
+
+/// The target for a whole server's RSS per idle socket, session attached.
+const SCALE_TARGET_BYTES: f64 = 10.0 * 1024.0;
+
+impl Report<'_> {
+    fn scale_idle(&self, label: &str) -> Option<f64> {
+        self.group("idle", &format!("scale/{label}"), "incr")?
+            .median("rss_per_socket_bytes")
+    }
+
+    /// Storm sizes measured, smallest first.
+    fn storm_sizes(&self) -> Vec<u64> {
+        let mut sizes: Vec<u64> = self
+            .groups
+            .iter()
+            .filter(|((mode, label, _), _)| mode == "storm" && label.starts_with("scale/"))
+            .flat_map(|(_, g)| g.runs.iter().filter_map(|r| r["clients"].as_u64()))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    }
+
+    /// The runs of one storm configuration at one size.
+    fn storm(&self, label: &str, n: u64) -> Option<Group<'_>> {
+        let g = self.group("storm", &format!("scale/{label}"), "incr")?;
+        let runs: Vec<_> = g
+            .runs
+            .iter()
+            .copied()
+            .filter(|r| r["clients"].as_u64() == Some(n))
+            .collect();
+        (!runs.is_empty()).then_some(Group { runs })
+    }
+
+    /// Rows of the targets table.
+    fn scale_targets(&self, md: &mut String) {
+        if let Some(best) = self.scale_idle("session+best") {
+            let _ = writeln!(
+                md,
+                "| whole server's RSS per idle socket, session attached, ≤ 10 KiB at {} sockets (demo settings) | {best:.0} B (defaults: {} B; Node: {} B) | {} |",
+                self.group("idle", "scale/session+best", "incr")
+                    .and_then(|g| g.runs.first()?["clients"].as_u64())
+                    .unwrap_or(0),
+                fmt(self.scale_idle("session"), 0),
+                fmt(self.scale_idle("node/session"), 0),
+                verdict(Some(best <= SCALE_TARGET_BYTES))
+            );
+        }
+        for n in self.storm_sizes() {
+            let (Some(ours), Some(bare)) = (self.storm("session", n), self.storm("bare", n)) else {
+                continue;
+            };
+            let r = ours
+                .median("handshakes_per_s")
+                .zip(bare.median("handshakes_per_s"))
+                .map(|(a, b)| a / b);
+            let errors = ours.range("errors").map(|(_, hi)| hi);
+            let _ = writeln!(
+                md,
+                "| storm of {n}: handshakes/s with the session ≥ 90 % of bare socketioxide | {} % | {} |",
+                fmt(r.map(|r| r * 100.0), 1),
+                verdict(r.map(|r| r >= 0.9))
+            );
+            let _ = writeln!(
+                md,
+                "| storm of {n}: 0 errors, session attached | {} | {} |",
+                fmt(errors, 0),
+                verdict(errors.map(|e| e == 0.0))
+            );
+        }
+    }
+
+    fn scale_section(&self, md: &mut String) {
+        if !SCALE_IDLE_ROWS
+            .iter()
+            .any(|(l, _, _)| self.scale_idle(l).is_some())
+            && self.storm_sizes().is_empty()
+        {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\n## Idle memory: bytes per socket by variant and knob\n"
+        );
+        let _ = writeln!(md, "Each server holds the load generator's idle websocket sockets (logged in first, so session records are in both figures); bytes per socket = (RSS after connecting − RSS before) / sockets, the whole server process. Kernel socket buffers are not in RSS. Rows starting with … add their setting to the row *`SocketSessions::handler` (session attached), defaults* (the column *vs. defaults*); every figure is a median over the repetitions.\n");
+        let _ = writeln!(md, "| server and setting | sockets | bytes per socket | vs. defaults | trade-off | runs |\n|---|---:|---:|---:|---|---:|");
+        let base = self.scale_idle("session");
+        for (label, name, trade) in SCALE_IDLE_ROWS {
+            let Some(g) = self.group("idle", &format!("scale/{label}"), "incr") else {
+                continue;
+            };
+            let v = g.median("rss_per_socket_bytes");
+            let vs = if label.starts_with("session+") {
+                v.zip(base).map(|(v, b)| format!("{:+.0} B", v - b))
+            } else {
+                None
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {trade} | {} |",
+                g.runs
+                    .first()
+                    .and_then(|r| r["clients"].as_u64())
+                    .unwrap_or(0),
+                fmt(v, 0),
+                vs.unwrap_or("–".into()),
+                g.runs.len()
+            );
+        }
+        let ws = |n: &str, path: &str| {
+            self.group("loop", &format!("scale/ws-read-{n}"), "whoami")
+                .and_then(|g| g.median(path))
+        };
+        if let (Some(a), Some(b)) = (ws("4096", "events_per_s"), ws("512", "events_per_s")) {
+            let _ = writeln!(
+                md,
+                "\nThe 512-byte read buffer on small events (closed loop of `whoami`, {} sockets): {b:.0} events/s and {} µs of server CPU per event, against {a:.0} events/s and {} µs with 4 096 bytes.",
+                self.group("loop", "scale/ws-read-512", "whoami")
+                    .and_then(|g| g.runs.first()?["clients"].as_u64())
+                    .unwrap_or(0),
+                fmt(ws("512", "cpu.server_cpu_us_per_event"), 2),
+                fmt(ws("4096", "cpu.server_cpu_us_per_event"), 2),
+            );
+        }
+        let _ = writeln!(md, "\n{}", SCALE_PROFILE_NOTE);
+
+        let sizes = self.storm_sizes();
+        if sizes.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Reconnect storm\n");
+        let _ = writeln!(md, "N logged-in clients (one session each) connect at once, as after a restart: TCP connect, websocket upgrade with the session cookie, engine.io open, socket.io CONNECT (the *handshake*), then a first `whoami` and its ack. *All acked* is the time from the start until the last ack; handshakes/s = N / that time. Server and load generator are pinned to one core each, so a storm is CPU-bound on both sides; the kernel's accept queue holds the rest. Peak RSS is sampled every 5 ms during the storm. Medians over the repetitions (min to max for the completion time).\n");
+        let _ = writeln!(md, "| server | N | all acked s (min to max) | handshakes/s | handshake p50 ms | p99 ms | errors (max) | peak RSS MiB | server CPU µs per handshake | runs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for n in &sizes {
+            for (label, name) in SCALE_STORM_ROWS {
+                let Some(g) = self.storm(label, *n) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    md,
+                    "| {name} | {n} | {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
+                    fmt(g.median("all_acked_s"), 2),
+                    g.range("all_acked_s")
+                        .map(|(a, b)| format!("{a:.2} to {b:.2}"))
+                        .unwrap_or("–".into()),
+                    fmt(g.median("handshakes_per_s"), 0),
+                    fmt(g.median("handshake_p50_us").map(|v| v / 1000.0), 0),
+                    fmt(g.median("handshake_p99_us").map(|v| v / 1000.0), 0),
+                    fmt(g.range("errors").map(|(_, hi)| hi), 0),
+                    fmt(g.median("rss_peak_kib").map(|v| v / 1024.0), 0),
+                    fmt(g.median("cpu.server_cpu_us_per_event"), 0),
+                    g.runs.len()
+                );
+            }
+        }
+    }
+
+    /// Two more panels under the chart: bytes per idle socket by setting, storm completion.
+    /// Returns the SVG elements and their height.
+    fn scale_svg(&self, y0: f64) -> (String, f64) {
+        let idle: Vec<(String, f64)> = SCALE_IDLE_ROWS
+            .iter()
+            .filter_map(|(l, _, _)| Some((l.to_string(), self.scale_idle(l)?)))
+            .collect();
+        let storms: Vec<(String, f64)> = self
+            .storm_sizes()
+            .into_iter()
+            .flat_map(|n| SCALE_STORM_ROWS.map(|(l, _)| (l, n)))
+            .filter_map(|(l, n)| {
+                Some((
+                    format!("{l} N={n}"),
+                    self.storm(l, n)?.median("all_acked_s")?,
+                ))
+            })
+            .collect();
+        if idle.is_empty() && storms.is_empty() {
+            return (String::new(), 0.0);
+        }
+        let (label_w, bar_w, row_h, top) = (220.0, 300.0, 22.0, 40.0);
+        let panel_w = label_w + bar_w + 70.0;
+        let rows = idle.len().max(storms.len()) as f64;
+        let mut s = String::new();
+        for (panel, title, data, color, digits) in [
+            (
+                0.0,
+                "bytes of server RSS per idle socket (lower is better)",
+                &idle,
+                "#5cb85c",
+                0,
+            ),
+            (
+                1.0,
+                "reconnect storm: s until all acked (lower is better)",
+                &storms,
+                "#f0ad4e",
+                2,
+            ),
+        ] {
+            let x0 = panel * panel_w;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{title}</text>"#,
+                x0 + 10.0,
+                y0 + 24.0
+            );
+            let max = data.iter().map(|d| d.1).fold(0.0f64, f64::max).max(1e-9);
+            for (i, (name, v)) in data.iter().enumerate() {
+                let y = y0 + top + row_h * i as f64;
+                let w = bar_w * v / max;
+                let fill = if name.starts_with("node") {
+                    "#777777"
+                } else {
+                    color
+                };
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{}" y="{}" text-anchor="end">{name}</text>"#,
+                    x0 + label_w - 6.0,
+                    y + 14.0
+                );
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{}" y="{}" width="{w:.1}" height="{}" fill="{fill}"/>"#,
+                    x0 + label_w,
+                    y + 3.0,
+                    row_h - 6.0
+                );
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{:.0}" y="{}">{v:.digits$}</text>"#,
+                    x0 + label_w + w + 4.0,
+                    y + 14.0
+                );
+            }
+        }
+        (s, top + row_h * rows + 20.0)
+    }
+}
+
+/// Where the bytes of an idle socket go: heaptrack over `bench_server` holding 5 000 idle
+/// sockets (`heaptrack_print --print-peaks`), peak heap per socket by allocation site.
+const SCALE_PROFILE_NOTE: &str = "\
+### Where the bytes go (heaptrack), and what would free them upstream
+
+heaptrack (Debian's `heaptrack`) over `bench_server` holding 5 000 idle sockets, heap at peak divided by the sockets (the session attached; glibc malloc), measured once by hand, not by `run.sh`: `heaptrack -o ht bench_server --variant autosave [--own-head --ws-read-buffer 512]`, `loadgen --mode idle --clients 5000`, stop the server, `heaptrack_print -f ht.zst --print-peaks 1 -n 30 -s 6`. With the defaults: 41 KiB of heap per socket, of which:
+
+| where | bytes per socket | freed by a setting? | the change that would free them |
+|---|---:|---|---|
+| hyper's HTTP/1 read buffer (`Buffered::poll_read_from_io`, grown to 16 KiB), kept alive after the upgrade because the handshake head socketioxide keeps (`req_parts`: URI and header values are slices of that buffer) and axum's `OriginalUri` share its allocation | 17 400 | yes: `session_runtime::scale::OwnRequestHeadLayer` around the router copies the head (about −7.3 KB of RSS per socket (two runs: 7 284 and 7 363 B); the rest of the 16 KiB was never touched, so never resident) | engineioxide: store a copied head (`HeaderValue::from_bytes(v.as_bytes())`, `Uri` from its string) in `Socket::new` / `ws::new_req` instead of `parts.clone()` |
+| engineioxide's packet channel (`Socket::new`: `mpsc::channel(max_buffer_size)`): tokio allocates its first block of 32 slots at creation, a slot holds a `PacketBuf` (`SmallVec` of packets, 168 B) | 5 400 | no (`max_buffer_size` bounds the queue, not the block) | a channel of boxed or `Vec` packet buffers (24 B a slot: 800 B a block), or a queue allocated on the first packet |
+| three tasks per socket: the websocket task (`ws::new_req`'s upgrade + `on_init` future, 2 940 B), the writer (`forward_to_socket`, 2 430 B) and the heartbeat (`spawn_heartbeat`, 1 280 B) | 6 650 | no | the heartbeat as a branch of the websocket task's `select!` (one task less); `Box::pin` the upgrade handshake so the long-lived future keeps only the read loop |
+| tungstenite's read buffer (`WebSocketContext::new`, `ws_read_buffer_size`) | 4 100 | yes: `ws_read_buffer_size(512)` (−3.5 KB) | a smaller default (socket.io packets of idle sockets are pings of 1 byte) |
+| engine.io socket (`create_session`), its heartbeat and volatile channels (`mpsc(1)`, `watch`), cancellation token, interval | 2 600 | no | – |
+| the session layer's leftovers in the kept head: tower-cookies' jar (`Cookies`, its `HashSet` of parsed cookies), tower-sessions' handshake `Session`; then our `SessionHandle`, gone-watch and room entry | ≈ 2 700 (bare vs. attached, RSS) | no | socketioxide could let a connect middleware drop request extensions it no longer needs |
+
+With the demo settings the heap is 21 KiB per socket, matching the RSS figure above: what remains sits in engineioxide's channel and tasks, which no setting reaches. Allocators: mimalloc and jemalloc both hold more per socket than glibc here (their per-size-class pages stay partly filled), and `MALLOC_ARENA_MAX=1` changes nothing measurable: the bytes are live, not fragmentation.";

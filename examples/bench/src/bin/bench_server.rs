@@ -17,6 +17,10 @@
 //!   `--store redis` takes `REDIS_URL` and puts what one node of several would in it: the
 //!   records, the per-session leases (`autosave`) and socket.io's adapter.
 //!
+//! Scale knobs (`--bare`, `--max-buffer-size N`, `--ws-read-buffer N`, `--own-head`,
+//! `--backlog N`): see
+//! `src/scale_knobs.rs`.
+//!
 //! Every store operation is counted; `GET /_bench/stats` returns the counts (bench only, not
 //! part of the protocol). The server prints `listening on 127.0.0.1:PORT` once it accepts.
 
@@ -63,6 +67,7 @@ struct Args {
     latency: Option<Duration>,
     workers: Option<usize>,
     port: u16,
+    knobs: scale_knobs::Knobs,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -72,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         latency: None,
         workers: None,
         port: 0,
+        knobs: Default::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -98,13 +104,18 @@ fn parse_args() -> Result<Args, String> {
                 args.workers = Some(value()?.parse().map_err(|e| format!("{flag}: {e}"))?)
             }
             "--port" => args.port = value()?.parse().map_err(|e| format!("{flag}: {e}"))?,
+            other if args.knobs.parse(other, &mut value)? => {}
             other => return Err(format!("unknown option `{other}`")),
         }
     }
     Ok(args)
 }
 
-fn main() {
+#[path = "../scale_knobs.rs"]
+mod scale_knobs;
+
+/// `pub`: the `bench_server_*alloc` binaries run this server under another allocator.
+pub fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(err) => {
@@ -233,9 +244,12 @@ async fn serve<S: SessionStore + Clone, A: Adapter + DefinedAdapter>(
         latency: args.latency,
     };
     let sessions = SocketSessions::new(store.clone()).with_locks(locks);
-    let (sio_layer, io) = io
-        // Bursts of hundreds of concurrent events per socket must not overflow the buffer.
-        .max_buffer_size(16_384)
+    let (sio_layer, io) = args
+        .knobs
+        .socket_io(
+            // Bursts of hundreds of concurrent events per socket must not overflow the buffer.
+            io.max_buffer_size(16_384),
+        )
         .build_layer();
 
     match args.variant {
@@ -284,16 +298,38 @@ async fn serve<S: SessionStore + Clone, A: Adapter + DefinedAdapter>(
                     }))
                 }
             }),
-        )
-        .layer(sio_layer)
-        .layer(SessionManagerLayer::new(store).with_secure(false))
-        .layer(sessions.lock_layer());
+        );
+    let session_layer = SessionManagerLayer::new(store).with_secure(false);
+    let app = match (args.knobs.bare, args.knobs.own_head) {
+        // Bare socketioxide: the handshake passes no session layer (HTTP routes still do).
+        (true, _) => app
+            .layer(session_layer)
+            .layer(sessions.lock_layer())
+            .layer(sio_layer),
+        (false, _) => app
+            .layer(sio_layer)
+            .layer(session_layer)
+            .layer(sessions.lock_layer()),
+    };
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let listener = args.knobs.listen(args.port)?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, app)
+    if args.knobs.own_head {
+        // Around the router, which keeps a copy of the URI (`OriginalUri`) before any layer.
+        use axum::ServiceExt;
+        use tower::Layer;
+        let app = session_runtime::scale::OwnRequestHeadLayer.layer(app);
+        axum::serve(
+            listener,
+            ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
         .with_graceful_shutdown(shutdown())
         .await?;
+    } else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,10 @@
 //! - `--mode loop`: a closed loop of `--event` with acks for `--duration` seconds (after
 //!   `--warmup` seconds);
 //! - `--mode burst`: `--burst K` concurrent events per socket, all sockets at once;
-//! - `--mode idle`: connects and holds the sockets, and reports the server's RSS per socket.
+//! - `--mode idle`: connects and holds the sockets, and reports the server's RSS per socket;
+//! - `--mode storm`: a reconnect storm, as after a restart: the logged-in clients all connect
+//!   at once and each sends a first `whoami`; reports the time until every one is acknowledged,
+//!   handshakes/s, handshake p50/p99, errors and the server's peak RSS (module `storm`).
 //!
 //! It prints one JSON object per run on stdout (and appends it to `--out`): events/s,
 //! p50/p99/p999 latency, lost updates (acks vs. the `count` read back over `GET /session`), and,
@@ -55,6 +58,7 @@ enum Mode {
     Loop,
     Burst,
     Idle,
+    Storm,
 }
 
 #[derive(Clone, Debug)]
@@ -127,9 +131,10 @@ fn parse_args() -> Result<Opts, String> {
                     "loop" => Mode::Loop,
                     "burst" => Mode::Burst,
                     "idle" => Mode::Idle,
+                    "storm" => Mode::Storm,
                     other => {
                         return Err(format!(
-                            "unknown mode `{other}`: expected `loop`, `burst` or `idle`"
+                            "unknown mode `{other}`: expected `loop`, `burst`, `idle` or `storm`"
                         ))
                     }
                 }
@@ -814,6 +819,10 @@ async fn run(o: Opts) -> Result<Value, Error> {
         "loadavg_before": load_before,
     });
 
+    if o.mode == Mode::Storm {
+        return storm::run(&o, &cookies, out).await;
+    }
+
     if o.mode == Mode::Idle {
         o.pid.ok_or("`--mode idle` needs `--pid`")?;
         // Let the logins' garbage settle before the baseline.
@@ -901,7 +910,7 @@ async fn run(o: Opts) -> Result<Value, Error> {
             let wall = (b.at - a.at).as_secs_f64();
             (results, a, b, wall)
         }
-        Mode::Idle => unreachable!(),
+        Mode::Idle | Mode::Storm => unreachable!(),
     };
 
     let redis_commands = monitor.map(RedisMonitor::stop).transpose()?;
@@ -968,4 +977,103 @@ async fn run(o: Opts) -> Result<Value, Error> {
         ws.close().await;
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnect storm (issue 10, scale).
+
+mod storm {
+    use super::*;
+
+    /// One client of the storm: connect with the cookie (TCP, websocket upgrade, engine.io
+    /// open, socket.io CONNECT), then a first `whoami` and its ack. Returns (handshake done,
+    /// whoami acked), both from the storm's start, and the socket: every socket stays
+    /// connected until the storm is over, as after a restart.
+    async fn client(
+        url: String,
+        cookie: String,
+        mask: [u8; 4],
+        t0: Instant,
+    ) -> Result<(Duration, Duration, Ws), Error> {
+        let mut ws = connect(&url, &cookie, mask).await?;
+        let connected = t0.elapsed();
+        let mut packet = Vec::with_capacity(32);
+        event_packet(&mut packet, 1, "whoami");
+        ws.send_text(&packet).await?;
+        match wait_ack(&mut ws, 1).await? {
+            Ack::Ok => {}
+            Ack::Error => return Err("whoami acknowledged with an error".into()),
+        }
+        Ok((connected, t0.elapsed(), ws))
+    }
+
+    /// The server's RSS, sampled every 5 ms by a thread until `stop`: the storm's peak.
+    fn rss_sampler(
+        pids: Vec<u32>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<u64> {
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(total_rss_kib(&pids).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(total_rss_kib(&pids).unwrap_or(0))
+        })
+    }
+
+    pub(super) async fn run(o: &Opts, cookies: &[String], mut out: Value) -> Result<Value, Error> {
+        // Let the logins' garbage settle before the baseline.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_before = total_rss_kib(&o.pids);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = rss_sampler(o.pids.clone(), stop.clone());
+        let a = sample(&o.pids);
+        let t0 = Instant::now();
+        let mut tasks = Vec::with_capacity(o.clients);
+        for i in 0..o.clients {
+            let url = o.urls[i % o.urls.len()].clone();
+            let cookie = cookies[i % cookies.len()].clone();
+            let mask = (i as u32).wrapping_mul(0x9E37_79B9).to_le_bytes();
+            tasks.push(tokio::spawn(client(url, cookie, mask, t0)));
+        }
+        let mut handshakes = Vec::with_capacity(o.clients);
+        let mut completions = Vec::with_capacity(o.clients);
+        let mut sockets = Vec::with_capacity(o.clients);
+        let mut errors = 0u64;
+        let mut first_error = None;
+        for t in tasks {
+            match t.await? {
+                Ok((connected, acked, ws)) => {
+                    handshakes.push(connected.as_micros().min(u32::MAX as u128) as u32);
+                    completions.push(acked);
+                    sockets.push(ws);
+                }
+                Err(err) => {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| err.to_string());
+                }
+            }
+        }
+        let b = sample(&o.pids);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rss_peak = sampler.join().map_err(|_| "RSS sampler panicked")?;
+        let all_acked = completions.iter().max().copied().unwrap_or_default();
+        handshakes.sort_unstable();
+        let secs = all_acked.as_secs_f64();
+        out["errors"] = json!(errors);
+        out["first_error"] = json!(first_error);
+        out["completed"] = json!(completions.len());
+        out["all_acked_s"] = json!(secs);
+        out["handshakes_per_s"] = json!(completions.len() as f64 / secs.max(1e-9));
+        out["handshake_p50_us"] = json!(percentile(&handshakes, 0.50));
+        out["handshake_p99_us"] = json!(percentile(&handshakes, 0.99));
+        out["handshake_max_us"] = json!(handshakes.last());
+        out["rss_before_kib"] = json!(rss_before);
+        out["rss_peak_kib"] = json!((rss_peak > 0).then_some(rss_peak));
+        out["cpu"] = cpu_fields(a, b, completions.len() as u64, o.pid);
+        out["loadavg_after"] = json!(loadavg());
+        drop(sockets);
+        Ok(out)
+    }
 }
