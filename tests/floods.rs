@@ -77,9 +77,7 @@ async fn handshake_and_socket_floods_leave_the_server_up_bounded_and_answering()
     let node = DemoNode::start(&[("RUST_LOG", "warn")]);
     let pid = node.process.pid();
     let probe_user = node.login("probe").await;
-    let probe_socket = RawSocket::connect(&node.url(), "/", Some(&probe_user.cookie()))
-        .await
-        .unwrap();
+    let probe_socket = node.raw_socket_of(&probe_user).await;
     let rss_start = rss_mib(pid);
     let (p50, p99) = probe(&probe_socket, 200).await;
     report(&format!(

@@ -13,16 +13,8 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use session_harness::{
-    error_of, DemoNode, Http, RawSocket, RedisServer, TestServer, User, TIMEOUT,
-};
+use session_harness::{error_of, DemoNode, Http, RawSocket, RedisServer, TestServer, TIMEOUT};
 use session_runtime::Timeouts;
-
-async fn socket_on(node: &DemoNode, user: &User) -> RawSocket {
-    RawSocket::connect(&node.url(), "/", Some(&user.cookie()))
-        .await
-        .unwrap_or_else(|err| panic!("socket on {}: {err:?}", node.process.name()))
-}
 
 /// Sends `n` `incr` at once; each ack arrives on its own task (`Err` if the socket died first).
 fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
@@ -75,7 +67,7 @@ async fn a_node_killed_holding_a_lease_holds_the_others_up_only_until_it_lapses(
         ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
     ]);
     let alice = b.login("alice").await;
-    let on_a = socket_on(&a, &alice).await;
+    let on_a = a.raw_socket_of(&alice).await;
     let acks_a = burst(&on_a, 200);
     pause_holding_the_lease(&a, &redis).await;
     a.process.kill();
@@ -90,7 +82,7 @@ async fn a_node_killed_holding_a_lease_holds_the_others_up_only_until_it_lapses(
         .collect();
     assert!(tally(acked_on_a, &mut counts).is_empty());
 
-    let on_b = socket_on(&b, &alice).await;
+    let on_b = b.raw_socket_of(&alice).await;
     let first = on_b.ack("incr", vec![]).await;
     let waited = killed.elapsed();
     let first = first
@@ -145,8 +137,8 @@ async fn paused_past_its_lease(via: Via) {
         ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
     ]);
     let alice = b.login("alice").await;
-    let on_a = socket_on(&a, &alice).await;
-    let on_b = socket_on(&b, &alice).await;
+    let on_a = a.raw_socket_of(&alice).await;
+    let on_b = b.raw_socket_of(&alice).await;
     let http_a = Http::with_cookie(a.url(), &alice.cookie());
     let mut counts = BTreeSet::new();
     for _round in 0..10 {
@@ -252,7 +244,7 @@ async fn while_redis_is_away_clients_get_errors_and_the_nodes_recover_by_themsel
     };
     let [a, b] = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
     let alice = a.login("alice").await;
-    let socket = socket_on(&b, &alice).await;
+    let socket = b.raw_socket_of(&alice).await;
     let http = Http::with_cookie(a.url(), &alice.cookie());
     assert_eq!(socket.ack("incr", vec![]).await, json!(1));
 
@@ -281,7 +273,7 @@ async fn while_redis_is_away_clients_get_errors_and_the_nodes_recover_by_themsel
     };
     let ack = socket.ack("incr", vec![]).await;
     assert!(error_of(&ack).contains("gone"), "{ack}");
-    let on_a = socket_on(&a, &bob).await;
+    let on_a = a.raw_socket_of(&bob).await;
     assert_eq!(on_a.ack("incr", vec![]).await, json!(1));
     assert_eq!(on_a.ack("whoami", vec![]).await, json!({ "user": "bob" }));
     assert_eq!(Http::with_cookie(b.url(), &bob.cookie()).incr().await, 2);

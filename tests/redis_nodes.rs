@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use session_harness::{DemoNode, Http, RawSocket, RedisServer, User};
+use session_harness::{DemoNode, Http, RedisServer};
 
 /// Two nodes on a fresh Redis, or `None` (SKIPPED) without redis-server.
 fn two_nodes() -> Option<(RedisServer, [DemoNode; 2])> {
@@ -18,19 +18,13 @@ fn two_nodes() -> Option<(RedisServer, [DemoNode; 2])> {
     Some((redis, nodes))
 }
 
-async fn socket_on(node: &DemoNode, user: &User) -> RawSocket {
-    RawSocket::connect(&node.url(), "/", Some(&user.cookie()))
-        .await
-        .unwrap_or_else(|err| panic!("socket on {}: {err:?}", node.process.name()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_on_one_node_is_the_session_of_a_socket_on_the_other() {
     let Some((_redis, [a, b])) = two_nodes() else {
         return;
     };
     let alice = a.login("alice").await;
-    let on_b = socket_on(&b, &alice).await;
+    let on_b = b.raw_socket_of(&alice).await;
     assert_eq!(on_b.ack("whoami", vec![]).await, json!({ "user": "alice" }));
 }
 
@@ -40,7 +34,7 @@ async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other() {
         return;
     };
     let alice = a.login("alice").await;
-    let (socket_a, socket_b) = (socket_on(&a, &alice).await, socket_on(&b, &alice).await);
+    let (socket_a, socket_b) = (a.raw_socket_of(&alice).await, b.raw_socket_of(&alice).await);
     let (http_a, http_b) = (
         Http::with_cookie(a.url(), &alice.cookie()),
         Http::with_cookie(b.url(), &alice.cookie()),
@@ -76,10 +70,10 @@ async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once(
     const PER_SOCKET: usize = 50;
     const PER_NODE_HTTP: usize = 20;
     let sockets = [
-        socket_on(&a, &alice).await,
-        socket_on(&a, &alice).await,
-        socket_on(&b, &alice).await,
-        socket_on(&b, &alice).await,
+        a.raw_socket_of(&alice).await,
+        a.raw_socket_of(&alice).await,
+        b.raw_socket_of(&alice).await,
+        b.raw_socket_of(&alice).await,
     ];
     // Every event in flight at once, then every HTTP increment at once.
     let socket_acks: Vec<_> = sockets

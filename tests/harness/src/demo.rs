@@ -26,7 +26,7 @@ use std::{
     sync::OnceLock,
 };
 
-use crate::{Process, SocketClient, Transport, User, TIMEOUT};
+use crate::{Process, RawSocket, SocketClient, Transport, User, TIMEOUT};
 
 /// A running demo process.
 pub struct DemoNode {
@@ -97,6 +97,13 @@ impl DemoNode {
     /// A socket on this node's `/` with the cookie of `user` (logged in on any node).
     pub async fn socket_of(&self, user: &User, transport: Transport) -> SocketClient {
         SocketClient::connect(&self.url, "/", transport, Some(&user.cookie()))
+            .await
+            .unwrap_or_else(|err| panic!("socket on {}: {err:?}", self.process.name()))
+    }
+
+    /// [`DemoNode::socket_of`] as a hand-framed [`RawSocket`] (websocket), for bursts.
+    pub async fn raw_socket_of(&self, user: &User) -> RawSocket {
+        RawSocket::connect(&self.url, "/", Some(&user.cookie()))
             .await
             .unwrap_or_else(|err| panic!("socket on {}: {err:?}", self.process.name()))
     }
