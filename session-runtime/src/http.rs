@@ -304,7 +304,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
             slot.gone.watch(id, &session);
             // Something before us may have read the record already; that copy is stale.
             slot.timeouts
-                .store_op(async { session.load().await.map_err(store_error) })
+                .store_call(async { session.load().await.map_err(SessionError::from_session) })
                 .await?;
         }
         Ok(LockedSession(session))
@@ -359,14 +359,4 @@ where
             axum::Json(serde_json::Value::Object(out)),
         )
     })
-}
-
-/// tower-sessions' error as a store error: a load only fails in the store.
-fn store_error(err: tower_sessions::session::Error) -> tower_sessions::session_store::Error {
-    match err {
-        tower_sessions::session::Error::Store(err) => err,
-        tower_sessions::session::Error::SerdeJson(err) => {
-            tower_sessions::session_store::Error::Decode(err.to_string())
-        }
-    }
 }

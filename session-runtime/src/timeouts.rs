@@ -77,13 +77,12 @@ impl Timeouts {
         &self,
         op: impl Future<Output = session_store::Result<T>>,
     ) -> Result<T, SessionError> {
-        match tokio::time::timeout(self.store, op).await {
-            Ok(result) => result.map_err(SessionError::Store),
-            Err(_) => Err(SessionError::TimedOut),
-        }
+        self.store_call(async { op.await.map_err(SessionError::Store) })
+            .await
     }
 
-    /// A store operation of the runtime's own (a lease's write), bounded.
+    /// A store operation that already speaks [`SessionError`] (a lease's write, a
+    /// tower-sessions reload), bounded.
     pub(crate) async fn store_call<T>(
         &self,
         op: impl Future<Output = Result<T, SessionError>>,
