@@ -108,19 +108,15 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
             let data = serde_json::json!({ "reason": reason });
             // Every namespace: a session's sockets may live in any of them. Through the
             // adapter, so the sockets of other nodes hear it too.
-            let paths: Vec<String> = self
-                .nsps()
-                .iter()
-                .map(|ns| ns.ns_path().to_owned())
-                .collect();
-            for ns in paths {
-                let Some(op) = self.of(&ns) else { continue };
+            for op in self.nsps() {
+                let ns = op.ns_path().to_owned();
                 if let Err(err) = op.to(room.clone()).emit(event, &data).await {
                     tracing::warn!(%ns, %err, "could not push `{event}` to a session's sockets");
                 }
                 if !disconnect {
                     continue;
                 }
+                // The emit consumed the namespace's operators.
                 let Some(op) = self.of(&ns) else { continue };
                 if let Err(err) = op.to(room.clone()).disconnect().await {
                     tracing::warn!(%ns, %err, "could not disconnect a session's sockets");
