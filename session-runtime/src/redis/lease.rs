@@ -73,7 +73,7 @@ impl RedisSessionLocks {
     }
 
     fn lease_ms(&self) -> u64 {
-        self.lease.as_millis().max(1) as u64
+        millis(self.lease)
     }
 
     /// Asks for the lease until it is `token`'s; returns the record read with it.
@@ -113,6 +113,11 @@ impl RedisSessionLocks {
             }
         }
     }
+}
+
+/// A lease's lifetime as the scripts take it: whole milliseconds, at least one.
+fn millis(lease: Duration) -> u64 {
+    lease.as_millis().max(1) as u64
 }
 
 /// `pause`, plus up to half of it at random, so that nodes waiting for one lease do not ask
@@ -159,7 +164,7 @@ impl SessionLocks for RedisSessionLocks {
 /// Renews the lease every third of its lifetime until aborted (by its holder's finish or
 /// drop) or until it finds the lease gone.
 async fn renew_while_held(shared: Arc<Shared>, keys: Keys, token: String, lease: Duration) {
-    let lease_ms = lease.as_millis().max(1) as u64;
+    let lease_ms = millis(lease);
     loop {
         tokio::time::sleep(lease / 3).await;
         match shared
@@ -205,18 +210,34 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        let Some((shared, client, keys, token)) = self.release.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = shared
-                    .scripts
-                    .write(&client, &keys, &token, Op::None, true)
-                    .await;
-            });
+        if let Some((shared, client, keys, token)) = self.release.take() {
+            release_later(shared, client, keys, token, None);
         }
     }
+}
+
+/// Gives `token`'s lease back in the background, on `client` (so after what that connection
+/// already carries), then drops `after`. Without a runtime the lease lapses by itself.
+fn release_later(
+    shared: Arc<Shared>,
+    client: Client,
+    keys: Keys,
+    token: String,
+    after: Option<SessionLockGuard>,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(err) = shared
+            .scripts
+            .write(&client, &keys, &token, Op::None, true)
+            .await
+        {
+            tracing::warn!(%err, "could not release a session's lease; it lapses by itself");
+        }
+        drop(after);
+    });
 }
 
 /// A lease held (see [`SessionLease`]).
@@ -309,20 +330,12 @@ impl Drop for RedisLease {
             return;
         }
         // Released in the background; this process's next writer of the session waits for it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let shared = self.shared.clone();
-            let keys = self.keys.clone();
-            let token = self.held.token.clone();
-            runtime.spawn(async move {
-                if let Err(err) = shared
-                    .scripts
-                    .write(shared.pool.next(), &keys, &token, Op::None, true)
-                    .await
-                {
-                    tracing::warn!(%err, "could not release a session's lease; it lapses by itself");
-                }
-                drop(local);
-            });
-        }
+        release_later(
+            self.shared.clone(),
+            self.shared.pool.next().clone(),
+            self.keys.clone(),
+            self.held.token.clone(),
+            local,
+        );
     }
 }
