@@ -17,6 +17,8 @@
 //!   live in that Redis (7 or later), so several processes serve the same users; they must
 //!   share one `SESSION_KEY` (the demo refuses to start without one). Without it, everything
 //!   stays in this process (`MemoryStore`).
+//! - `SESSION_IDLE_SECS`: sessions expire after that many seconds without activity (an HTTP
+//!   request or a socket event, `whoami` included; `Expiry::OnInactivity`). Unset: no expiry.
 //! - `SESSION_LEASE_MS`: with `REDIS_URL`, the lifetime of a session's lock in Redis (default
 //!   5000): how long other nodes wait for the sessions of a node that died.
 //! - `RUST_LOG`: log filter (default `info`).
@@ -34,11 +36,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use session_runtime::{
-    http::{session_json, LockedSession},
-    origin::OriginCheckLayer,
+    http::{refresh_cookie, session_json, LockedSession},
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
     scale::OwnRequestHead,
-    with_session, ReadOnlySession, Session, SessionError, SocketSessions,
+    with_session, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
 };
 use socketioxide::{
     adapter::Adapter,
@@ -46,7 +47,7 @@ use socketioxide::{
     layer::SocketIoLayer,
     SocketIo, SocketIoBuilder,
 };
-use tower_sessions::{cookie::Key, MemoryStore, SessionManagerLayer, SessionStore};
+use tower_sessions::{cookie::Key, Expiry, MemoryStore};
 
 /// The demo page: a login form, buttons for every HTTP route and socket event, and a log.
 const PAGE: &str = include_str!("login_logout/index.html");
@@ -132,26 +133,26 @@ fn next_count(count: Option<i64>) -> Result<i64, DemoError> {
 // it for writers, saves after success and acknowledges after the save.
 
 #[with_session(readonly)]
-async fn whoami(session: ReadOnlySession) -> Result<Value, DemoError> {
+async fn whoami(session: ReadOnlySocketSession) -> Result<Value, DemoError> {
     Ok(json!({ "user": session.get::<String>("user")? }))
 }
 
 #[with_session(autosave)]
-async fn incr(session: Session) -> Result<i64, DemoError> {
+async fn incr(session: SocketSession) -> Result<i64, DemoError> {
     let count = next_count(session.get("count")?)?;
     session.insert("count", count)?;
     Ok(count)
 }
 
 #[with_session(autosave)]
-async fn login(session: Session, Data(body): Data<LoginBody>) -> Result<Value, DemoError> {
+async fn login(session: SocketSession, Data(body): Data<LoginBody>) -> Result<Value, DemoError> {
     // `LoginBody` has checked the name: a bad payload is refused before the body runs.
     session.insert("user", body.user)?;
     Ok(json!({ "ok": true }))
 }
 
 #[with_session(autosave)]
-async fn logout(session: Session) -> Result<Value, DemoError> {
+async fn logout(session: SocketSession) -> Result<Value, DemoError> {
     session.remove_value("user")?;
     Ok(json!({ "ok": true }))
 }
@@ -301,19 +302,13 @@ fn register<A: Adapter>(socket: SocketRef<A>) {
     socket.on("logout", logout);
 }
 
-/// The whole application on `store` (the one `sessions` uses) and socket.io's layer, whatever
-/// its adapter.
-fn app<A: Adapter, S: SessionStore + Clone>(
+/// The whole application on `sessions` and socket.io's layer, whatever its adapter.
+fn app<A: Adapter>(
     key: Key,
-    store: S,
+    idle: Option<Expiry>,
     sessions: &SocketSessions,
     (sio_layer, io): (SocketIoLayer<A>, SocketIo<A>),
 ) -> Router {
-    let session_layer = SessionManagerLayer::new(store)
-        .with_private(key)
-        // Plain http on localhost: a `Secure` cookie would never come back.
-        .with_secure(false);
-
     Router::new()
         .route("/", get(page))
         .route("/login", post(http_login))
@@ -321,19 +316,43 @@ fn app<A: Adapter, S: SessionStore + Clone>(
         .route("/session", get(http_session))
         .route("/incr", post(http_incr))
         .route("/get/session", session_json(&["user", "count"]))
+        // What the page calls on `session:refresh`: a user active only over the socket keeps
+        // the browser's cookie as long as the record.
+        .route("/session/refresh", refresh_cookie())
         // No custom `.fallback(handler)`: axum turns it into `any(handler)`, and `.layer` then
         // wraps each HTTP method of it in its own socket.io service, each with its own engine,
         // so a polling client's GET and POST reach different engines ("Session ID unknown").
         .layer(sio_layer)
-        // Outside the socket.io layer, so the handshake carries the session.
-        .layer(session_layer)
-        // Outside the session layer, so an HTTP writer keeps its lock until the session layer
-        // has saved; then a logout or a login (a new id) pushes `session:gone` to every socket
-        // of the old session, which stays connected and anonymous (the default `OnGone`).
-        .layer(sessions.lock_layer().push_gone(io))
-        // Outermost: a page of another site gets 403 before any session is loaded, on every
-        // transport (the cookie would otherwise let it act as the user).
-        .layer(OriginCheckLayer::same_origin())
+        // Outside the socket.io layer, in one call: the same-origin check (a page of another
+        // site gets 403 before any session is loaded), the lock layer (HTTP writers keep the
+        // session's lock until it is saved; every logout, rotation and expiry is pushed to the
+        // session's sockets as `session:gone`) and the session layer.
+        .layer(sessions.layer(io, |layer| {
+            let layer = layer
+                .with_private(key)
+                // Plain http on localhost: a `Secure` cookie would never come back.
+                .with_secure(false);
+            match idle {
+                Some(expiry) => layer.with_expiry(expiry),
+                None => layer,
+            }
+        }))
+}
+
+/// `SESSION_IDLE_SECS=N`: sessions end after N seconds without an HTTP request or a socket
+/// event.
+fn idle() -> Result<Option<Expiry>, String> {
+    match env::var("SESSION_IDLE_SECS") {
+        Ok(secs) => match secs.trim().parse::<i64>() {
+            Ok(secs) if secs > 0 => Ok(Some(Expiry::OnInactivity(
+                tower_sessions::cookie::time::Duration::seconds(secs),
+            ))),
+            _ => Err(format!(
+                "`SESSION_IDLE_SECS` must be a whole number of seconds, at least 1, not {secs:?}"
+            )),
+        },
+        Err(_) => Ok(None),
+    }
 }
 
 #[tokio::main]
@@ -351,30 +370,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the sockets of every node.
     let key = cookie_key(redis_url.is_some())?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port()?));
+    let idle = idle()?;
     let app = match redis_url {
         // Several nodes: sessions, locks and broadcasts in Redis.
         Some(url) => {
             let redis = RedisSessions::connect(&url)
                 .await
                 .map_err(|err| format!("`REDIS_URL`: {err}"))?
-                .lease(lease()?);
+                .with_lease(lease()?);
             let sessions = SocketSessions::new(redis.store())
                 .with_locks(redis.locks())
-                .room_key(key.master());
+                .with_room_key(key.master());
             let (sio_layer, io) = socket_io()
                 .with_adapter::<FredAdapter<_>>(redis.adapter().await?)
                 .build_layer();
             // Subscribed to the other nodes before serving.
             io.ns("/", sessions.handler(register)).await?;
             tracing::info!("sessions, locks and broadcasts in Redis");
-            app(key, redis.store(), &sessions, (sio_layer, io))
+            app(key, idle, &sessions, (sio_layer, io))
         }
         None => {
-            let store = MemoryStore::default();
-            let sessions = SocketSessions::new(store.clone()).room_key(key.master());
+            let sessions = SocketSessions::new(MemoryStore::default()).with_room_key(key.master());
             let (sio_layer, io) = socket_io().build_layer();
             io.ns("/", sessions.handler(register));
-            app(key, store, &sessions, (sio_layer, io))
+            app(key, idle, &sessions, (sio_layer, io))
         }
     };
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -204,7 +204,7 @@ async fn a_holder_running_longer_than_its_lease_keeps_it_by_renewing() {
     let lease = Duration::from_millis(300);
     let server = TestServer::builder()
         .redis(&redis.url(), lease)
-        .timeouts(Timeouts::default().lock(lease * 2))
+        .timeouts(Timeouts::default().with_lock(lease * 2))
         .start()
         .await;
     let alice = server.login("alice").await;

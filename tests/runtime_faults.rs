@@ -25,9 +25,9 @@ async fn alice_with_bounds(timeouts: Timeouts) -> (TestServer, User, RawSocket) 
 
 fn short() -> Timeouts {
     Timeouts::default()
-        .store(BOUND)
-        .lock(BOUND)
-        .handler(Some(BOUND))
+        .with_store(BOUND)
+        .with_lock(BOUND)
+        .with_handler(Some(BOUND))
 }
 
 /// Sends `event` with `args` and returns its ack and how long it took; the ack must come within
@@ -107,7 +107,7 @@ async fn a_hung_store_is_answered_in_time_and_the_session_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_stuck_behind_the_lock_is_told_the_session_is_busy() {
-    let timeouts = Timeouts::default().lock(BOUND).handler(None);
+    let timeouts = Timeouts::default().with_lock(BOUND).with_handler(None);
     let (server, alice, holder) = alice_with_bounds(timeouts).await;
     let other = alice.raw_socket().await;
     let hold = holder.emit("hold", vec![]);

@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn a_broken_body_keeps_syns_own_error_and_a_stand_in() {
-        let err = error_of("pub async fn incr(session: Session) { let x = ; }");
+        let err = error_of("pub async fn incr(session: SocketSession) { let x = ; }");
         assert_eq!(err.error.to_string(), "expected an expression");
         let (vis, ident) = err.stand_in.expect("a stand-in for a function");
         assert!(matches!(vis, Visibility::Public(_)));

@@ -69,7 +69,7 @@ fn with_error(tokens: TokenStream, error: syn::Error) -> TokenStream {
     quote! { #tokens #error }
 }
 
-/// `readonly` for a handler that takes `ReadOnlySession`, `autosave` otherwise.
+/// `readonly` for a handler that takes `ReadOnlySocketSession`, `autosave` otherwise.
 fn fallback_mode(item: &ItemFn) -> Mode {
     let takes_read_only = item.sig.inputs.iter().any(|input| match input {
         syn::FnArg::Typed(typed) => SessionKind::of_type(&typed.ty) == Some(SessionKind::ReadOnly),
@@ -139,8 +139,11 @@ impl Handler<'_> {
             quote!(::session_runtime::__private::EventContext)
         };
         let (session_type, method) = match self.args.mode {
-            Mode::Autosave => (quote!(::session_runtime::Session), quote!(autosave)),
-            Mode::Readonly => (quote!(::session_runtime::ReadOnlySession), quote!(readonly)),
+            Mode::Autosave => (quote!(::session_runtime::SocketSession), quote!(autosave)),
+            Mode::Readonly => (
+                quote!(::session_runtime::ReadOnlySocketSession),
+                quote!(readonly),
+            ),
         };
 
         let mut outer_params = vec![quote!(__with_session_ctx: #ctx_type)];
@@ -170,7 +173,7 @@ impl Handler<'_> {
                     });
                     bindings.push(quote! { let #pat: #ty = #data_path(#arg); });
                 }
-                Param::Session { pat, ty, kind } => {
+                Param::SocketSession { pat, ty, kind } => {
                     bindings.push(match kind {
                         SessionKind::Data => {
                             let key = self.args.key.as_ref().expect("validated: `key` is set");
@@ -304,7 +307,7 @@ mod tests {
     fn bad_options_still_wrap_the_handler_as_its_session_type_implies() {
         let out = expand_str(
             "autosave, readonly",
-            "async fn incr(session: ReadOnlySession) {}",
+            "async fn incr(session: ReadOnlySocketSession) {}",
         );
         assert_eq!(compile_errors(&out), 1, "{out}");
         assert!(
@@ -318,21 +321,24 @@ mod tests {
 
     #[test]
     fn a_rule_broken_by_the_function_leaves_a_stand_in_of_its_name() {
-        let out = expand_str("autosave", "pub fn incr<A>(session: Session) {}");
+        let out = expand_str("autosave", "pub fn incr<A>(session: SocketSession) {}");
         assert_eq!(compile_errors(&out), 1, "{out}");
         assert!(
             out.contains("pub async fn incr (__with_session_ctx :"),
             "{out}"
         );
         // The function itself stays, renamed and private, so its body is still checked.
-        let original = " fn __with_session_invalid_incr < A > (session : Session)";
+        let original = " fn __with_session_invalid_incr < A > (session : SocketSession)";
         assert!(out.contains(original), "{out}");
         assert!(!out.contains("pub fn __with_session_invalid_incr"), "{out}");
     }
 
     #[test]
     fn a_broken_body_gets_syns_error_and_a_stand_in() {
-        let out = expand_str("autosave", "async fn incr(session: Session) { let x = ; }");
+        let out = expand_str(
+            "autosave",
+            "async fn incr(session: SocketSession) { let x = ; }",
+        );
         assert_eq!(compile_errors(&out), 1, "{out}");
         assert!(out.contains("expected an expression"), "{out}");
         assert!(out.contains("async fn incr (__with_session_ctx :"), "{out}");
@@ -349,14 +355,14 @@ mod tests {
     fn the_session_parameter_leaves_the_signature() {
         let out = expand_str(
             "autosave",
-            "pub async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) where A: Clone {}",
+            "pub async fn incr<A: Adapter>(socket: SocketRef<A>, session: SocketSession) where A: Clone {}",
         );
         assert_eq!(compile_errors(&out), 0, "{out}");
         assert!(out.contains(
             "pub async fn incr < A : Adapter > (__with_session_ctx : :: session_runtime :: __private :: EventContext , socket : SocketRef < A >) where A : Clone"
         ), "{out}");
         assert!(
-            out.contains("let session : Session = __with_session_session ;"),
+            out.contains("let session : SocketSession = __with_session_session ;"),
             "{out}"
         );
         assert!(out.contains(":: session_runtime :: __private :: unit (__with_session_ret)"));
@@ -366,7 +372,7 @@ mod tests {
     fn data_is_taken_as_try_data_and_rebuilt_with_the_users_path() {
         let out = expand_str(
             "readonly",
-            "async fn f(session: ReadOnlySession, Data(p): extract::Data<Vec<u8>>) {}",
+            "async fn f(session: ReadOnlySocketSession, Data(p): extract::Data<Vec<u8>>) {}",
         );
         assert!(
             out.contains(
@@ -384,7 +390,7 @@ mod tests {
     fn results_are_recognised_by_name_and_impl_trait_is_inferred() {
         let out = expand_str(
             "autosave",
-            "async fn f(session: Session) -> io::Result<impl Serialize> { todo!() }",
+            "async fn f(session: SocketSession) -> io::Result<impl Serialize> { todo!() }",
         );
         assert!(
             out.contains("let __with_session_ret : io :: Result < _ > ="),
@@ -392,7 +398,7 @@ mod tests {
         );
         assert!(out.contains(":: session_runtime :: __private :: result (__with_session_ret)"));
 
-        let out = expand_str("autosave", "async fn f(session: Session) -> u8 { 1 }");
+        let out = expand_str("autosave", "async fn f(session: SocketSession) -> u8 { 1 }");
         assert!(out.contains(":: session_runtime :: __private :: value (__with_session_ret)"));
     }
 
@@ -415,7 +421,7 @@ mod tests {
     fn connect_returns_what_socketioxide_middleware_returns() {
         let out = expand_str(
             "readonly, connect",
-            "async fn guard(session: ReadOnlySession) -> Result<(), String> { Ok(()) }",
+            "async fn guard(session: ReadOnlySocketSession) -> Result<(), String> { Ok(()) }",
         );
         assert!(
             out.contains("__with_session_ctx : :: session_runtime :: __private :: ConnectContext"),

@@ -10,7 +10,7 @@ use crate::attr::{Args, Mode};
 /// What the wrapper hands the body in place of the user's session parameter.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SessionKind {
-    Session,
+    SocketSession,
     ReadOnly,
     Data,
 }
@@ -18,8 +18,8 @@ pub(crate) enum SessionKind {
 impl SessionKind {
     fn of(segment: &PathSegment) -> Option<Self> {
         match segment.ident.to_string().as_str() {
-            "Session" => Some(Self::Session),
-            "ReadOnlySession" => Some(Self::ReadOnly),
+            "SocketSession" => Some(Self::SocketSession),
+            "ReadOnlySocketSession" => Some(Self::ReadOnly),
             "SessionData" => Some(Self::Data),
             _ => None,
         }
@@ -45,7 +45,7 @@ pub(crate) enum Param<'a> {
         args: TokenStream,
     },
     /// The session: not an extractor, the wrapper passes it to the body.
-    Session {
+    SocketSession {
         pat: &'a Pat,
         ty: &'a Type,
         kind: SessionKind,
@@ -75,7 +75,7 @@ struct Params<'a> {
 }
 
 /// The last segment of a plain type path: how parameters are recognised, since the user may
-/// name `Session` through any path or alias.
+/// name `SocketSession` through any path or alias.
 pub(crate) fn last_segment(ty: &Type) -> Option<&PathSegment> {
     type_path(ty).and_then(|path| path.path.segments.last())
 }
@@ -157,12 +157,13 @@ fn sort_params<'a>(args: &Args, item: &'a ItemFn) -> syn::Result<Params<'a>> {
             FnArg::Typed(typed) => typed,
         };
         let (pat, ty) = (&*typed.pat, &*typed.ty);
+        check_not_tower_session(args, ty)?;
         if let Some(kind) = SessionKind::of_type(ty) {
             if sorted.session.is_some() {
                 return Err(two_sessions(ty, &sorted.params));
             }
             sorted.session = Some((ty, kind));
-            sorted.params.push(Param::Session { pat, ty, kind });
+            sorted.params.push(Param::SocketSession { pat, ty, kind });
             continue;
         }
         check_not_by_reference(ty)?;
@@ -193,7 +194,7 @@ fn two_sessions(second: &Type, params: &[Param<'_>]) -> syn::Error {
     let first = params
         .iter()
         .find_map(|param| match param {
-            Param::Session { pat, .. } => Some(pat.to_token_stream()),
+            Param::SocketSession { pat, .. } => Some(pat.to_token_stream()),
             _ => None,
         })
         .expect("a first session parameter was seen");
@@ -204,6 +205,29 @@ fn two_sessions(second: &Type, params: &[Param<'_>]) -> syn::Error {
              already receives the session"
         ),
     )
+}
+
+/// tower-sessions' `Session` shares method names with ours but is async and caches its record:
+/// taken here it would fail as an extractor deep in generated code, so name the right type.
+fn check_not_tower_session(args: &Args, ty: &Type) -> syn::Result<()> {
+    let named_session = |ty: &Type| last_segment(ty).is_some_and(|s| s.ident == "Session");
+    let by_value = named_session(ty);
+    let by_ref = matches!(ty, Type::Reference(r) if named_session(&r.elem));
+    if !by_value && !by_ref {
+        return Ok(());
+    }
+    let expected = match args.mode {
+        Mode::Autosave => "session_runtime::SocketSession",
+        Mode::Readonly => "session_runtime::ReadOnlySocketSession",
+    };
+    Err(syn::Error::new_spanned(
+        ty,
+        format!(
+            "`Session` is tower-sessions' type, for HTTP routes: a `#[with_session({})]` handler \
+             takes `{expected}`",
+            args.mode.name()
+        ),
+    ))
 }
 
 fn check_not_by_reference(ty: &Type) -> syn::Result<()> {
@@ -223,8 +247,10 @@ fn check_not_by_reference(ty: &Type) -> syn::Result<()> {
 
 fn missing_session(args: &Args, item: &ItemFn) -> syn::Error {
     let expected = match args.mode {
-        Mode::Autosave => "`session: Session` (or `data: SessionData<T>` with `key = \"...\"`)",
-        Mode::Readonly => "`session: ReadOnlySession`",
+        Mode::Autosave => {
+            "`session: SocketSession` (or `data: SessionData<T>` with `key = \"...\"`)"
+        }
+        Mode::Readonly => "`session: ReadOnlySocketSession`",
     };
     error(
         item.sig.paren_token.span.join(),
@@ -239,12 +265,12 @@ fn check_session_kind(mode: Mode, session_ty: &Type, kind: SessionKind) -> syn::
     match (mode, kind) {
         (Mode::Autosave, SessionKind::ReadOnly) => Err(syn::Error::new_spanned(
             session_ty,
-            "an `autosave` handler takes `Session` (or `SessionData<T>` with `key = \"...\"`): \
-             use `#[with_session(readonly)]` to take `ReadOnlySession`",
+            "an `autosave` handler takes `SocketSession` (or `SessionData<T>` with `key = \"...\"`): \
+             use `#[with_session(readonly)]` to take `ReadOnlySocketSession`",
         )),
-        (Mode::Readonly, SessionKind::Session | SessionKind::Data) => Err(syn::Error::new_spanned(
+        (Mode::Readonly, SessionKind::SocketSession | SessionKind::Data) => Err(syn::Error::new_spanned(
             session_ty,
-            "a `readonly` handler takes `ReadOnlySession`: use `#[with_session(autosave)]` \
+            "a `readonly` handler takes `ReadOnlySocketSession`: use `#[with_session(autosave)]` \
                  to write the session",
         )),
         _ => Ok(()),
@@ -258,7 +284,7 @@ fn check_key(args: &Args, session_ty: &Type, kind: SessionKind) -> syn::Result<(
             "`SessionData<T>` needs the session key it binds: add `key = \"...\"` to \
              `#[with_session(...)]`",
         )),
-        (Some(key), SessionKind::Session | SessionKind::ReadOnly) => Err(error(
+        (Some(key), SessionKind::SocketSession | SessionKind::ReadOnly) => Err(error(
             key.span(),
             "`key = \"...\"` binds a `SessionData<T>` parameter: take `SessionData<T>` instead \
              of the whole session, or remove `key`",
@@ -315,9 +341,28 @@ mod tests {
     fn a_plain_autosave_handler_passes() {
         validate(
             "autosave",
-            "async fn f(s: Session, Data(x): Data<u8>) -> u8 { x }",
+            "async fn f(s: SocketSession, Data(x): Data<u8>) -> u8 { x }",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn tower_sessions_session_is_refused_naming_the_right_type() {
+        for (mode, ty, expected) in [
+            ("autosave", "Session", "session_runtime::SocketSession"),
+            (
+                "readonly",
+                "tower_sessions::Session",
+                "session_runtime::ReadOnlySocketSession",
+            ),
+            ("autosave", "&Session", "session_runtime::SocketSession"),
+        ] {
+            let err = validate(mode, &format!("async fn f(s: {ty}) {{}}")).unwrap_err();
+            assert!(
+                err.starts_with("`Session` is tower-sessions' type") && err.contains(expected),
+                "{mode} handler taking `{ty}`: {err}"
+            );
+        }
     }
 
     #[test]
@@ -340,20 +385,24 @@ mod tests {
 
     #[test]
     fn the_second_session_parameter_names_the_first() {
-        let err = validate("autosave", "async fn f(a: Session, b: Session) {}").unwrap_err();
+        let err = validate(
+            "autosave",
+            "async fn f(a: SocketSession, b: SocketSession) {}",
+        )
+        .unwrap_err();
         assert!(err.ends_with("`a` already receives the session"), "{err}");
     }
 
     #[test]
     fn the_mode_must_fit_the_session_type() {
-        let err = validate("readonly", "async fn f(s: Session) {}").unwrap_err();
+        let err = validate("readonly", "async fn f(s: SocketSession) {}").unwrap_err();
         assert!(
-            err.starts_with("a `readonly` handler takes `ReadOnlySession`"),
+            err.starts_with("a `readonly` handler takes `ReadOnlySocketSession`"),
             "{err}"
         );
-        let err = validate("autosave", "async fn f(s: ReadOnlySession) {}").unwrap_err();
+        let err = validate("autosave", "async fn f(s: ReadOnlySocketSession) {}").unwrap_err();
         assert!(
-            err.starts_with("an `autosave` handler takes `Session`"),
+            err.starts_with("an `autosave` handler takes `SocketSession`"),
             "{err}"
         );
     }
@@ -365,7 +414,11 @@ mod tests {
             err.starts_with("`SessionData<T>` needs the session key"),
             "{err}"
         );
-        let err = validate(r#"autosave, key = "cart""#, "async fn f(s: Session) {}").unwrap_err();
+        let err = validate(
+            r#"autosave, key = "cart""#,
+            "async fn f(s: SocketSession) {}",
+        )
+        .unwrap_err();
         assert!(
             err.starts_with("`key = \"...\"` binds a `SessionData<T>`"),
             "{err}"
@@ -376,13 +429,13 @@ mod tests {
     fn an_ack_sender_and_a_returned_value_exclude_each_other() {
         let err = validate(
             "autosave",
-            "async fn f(s: Session, a: AckSender) -> u8 { 1 }",
+            "async fn f(s: SocketSession, a: AckSender) -> u8 { 1 }",
         )
         .unwrap_err();
         assert!(
             err.starts_with("the macro acknowledges with the returned value"),
             "{err}"
         );
-        validate("autosave", "async fn f(s: Session, a: AckSender) {}").unwrap();
+        validate("autosave", "async fn f(s: SocketSession, a: AckSender) {}").unwrap();
     }
 }

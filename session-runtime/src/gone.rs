@@ -1,24 +1,43 @@
-//! Logout reaches every socket at once: each socket of a session joins that session's room,
-//! and an HTTP request that logs the session out or rotates its id through
-//! [`LockedSession`](crate::http::LockedSession) pushes [`GONE_EVENT`] to the room.
+//! The whole life of a session reaches its sockets: each socket of a session joins that
+//! session's room, and whatever ends the session — a logout or an id rotation in any HTTP route
+//! or socket handler, or the record's expiry — pushes [`GONE_EVENT`] to the room, on every node.
+//!
+//! Three sources, one push:
+//! - **HTTP**: the session layer built by [`SocketSessions::layer`] keeps its records in a
+//!   [`WatchedStore`], which sees every delete tower-sessions makes (`flush`, `cycle_id`). The
+//!   lock layer around it tells a rotation (a delete, then a new record, in one request) from
+//!   a logout, and pushes once the session layer has saved.
+//! - **Sockets**: a transaction that deletes the session pushes once the delete is written.
+//! - **Expiry**: each node keeps one timer per session that has sockets on it ([`Expiries`]);
+//!   when it fires, the node reloads the record first, so a session another node extended is
+//!   never pushed gone.
 //!
 //! Room names travel to other nodes (a Redis adapter publishes them) and show up in the
 //! adapter's room lists, so they carry a keyed hash of the session id, never the id itself:
 //! whoever reads them can neither take over a session nor tell whether two rooms of different
 //! keys belong to one session.
+//!
+//! [`SocketSessions::layer`]: crate::SocketSessions::layer
 
 use std::{
+    collections::{hash_map::Entry, HashMap, HashSet},
     fmt::{self, Write as _},
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError, Weak},
     time::Duration,
 };
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use socketioxide::{adapter::Adapter, SocketIo};
-use tower_sessions::{session::Id, Session};
+use tokio::sync::mpsc;
+use tokio_util::time::{delay_queue, DelayQueue};
+use tower_sessions::{
+    cookie::time::OffsetDateTime,
+    session::{Id, Record},
+    session_store, SessionStore,
+};
 
 use crate::{OnGone, GONE_EVENT};
 
@@ -27,21 +46,23 @@ type HmacSha256 = Hmac<Sha256>;
 /// What a room name starts with; the rest is 32 hex digits.
 const ROOM_PREFIX: &str = "session:";
 
-/// Domain separation: the secret given to `room_key` may be the cookie key, used elsewhere
-/// for other things.
+/// Domain separation: the secret given to `with_room_key` may be the cookie key, used
+/// elsewhere for other things.
 const ROOM_KEY_LABEL: &[u8] = b"session-runtime room key v1";
 
-/// The shortest secret `room_key` takes: as long as the key it becomes.
+/// The shortest secret `with_room_key` takes: as long as the key it becomes.
 pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// The protocol promises the push within 1 s; a broadcast that takes longer (a hung adapter)
 /// has broken that promise, and holding the HTTP response for it helps nobody.
 const PUSH_LIMIT: Duration = Duration::from_secs(1);
 
-/// The reason pushed when the request ended without a session (`flush`).
+/// The reason pushed when a session is deleted (`flush`).
 pub(crate) const LOGGED_OUT: &str = "logged out";
-/// The reason pushed when the request ended with another id (`cycle_id`).
+/// The reason pushed when a request deleted a session and created another (`cycle_id`).
 pub(crate) const ROTATED: &str = "rotated";
+/// The reason pushed when the record's expiry passed.
+pub(crate) const EXPIRED: &str = "expired";
 
 /// The key of the hash that names session rooms. Every node of a cluster must use the same.
 #[derive(Clone)]
@@ -63,7 +84,7 @@ impl RoomKey {
     pub(crate) fn derive(secret: &[u8]) -> Self {
         assert!(
             secret.len() >= MIN_SECRET_LEN,
-            "`room_key` needs a secret of at least {MIN_SECRET_LEN} bytes, got {}",
+            "`with_room_key` needs a secret of at least {MIN_SECRET_LEN} bytes, got {}",
             secret.len()
         );
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -85,131 +106,500 @@ impl RoomKey {
     }
 }
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How far a push goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reach {
+    /// Through the adapter: the sockets of every node (a logout is seen by one node only).
+    AllNodes,
+    /// This node's sockets (every node runs its own expiry timers).
+    ThisNode,
+}
+
 /// Where a push goes: a socket.io server, its adapter type erased.
 trait PushTarget: Send + Sync + 'static {
-    fn push<'a>(
-        &'a self,
-        room: String,
-        event: &'static str,
-        reason: &'static str,
-        disconnect: bool,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    fn push<'a>(&'a self, room: String, push: Push, reach: Reach) -> BoxFuture<'a, ()>;
+
+    /// Whether a socket of this node is in `room`, in any namespace.
+    fn has_local(&self, room: &str) -> bool;
+}
+
+/// What to tell the sockets of a room, and what becomes of them.
+#[derive(Clone, Copy, Debug)]
+struct Push {
+    event: &'static str,
+    reason: &'static str,
+    disconnect: bool,
 }
 
 impl<A: Adapter> PushTarget for SocketIo<A> {
-    fn push<'a>(
-        &'a self,
-        room: String,
-        event: &'static str,
-        reason: &'static str,
-        disconnect: bool,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn push<'a>(&'a self, room: String, push: Push, reach: Reach) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let data = serde_json::json!({ "reason": reason });
-            // Every namespace: a session's sockets may live in any of them. Through the
-            // adapter, so the sockets of other nodes hear it too.
+            let data = serde_json::json!({ "reason": push.reason });
+            let event = push.event;
+            let select = |op: socketioxide::operators::BroadcastOperators<A>| {
+                let op = op.to(room.clone());
+                match reach {
+                    Reach::AllNodes => op,
+                    Reach::ThisNode => op.local(),
+                }
+            };
+            // Every namespace: a session's sockets may live in any of them.
             for op in self.nsps() {
                 let ns = op.ns_path().to_owned();
-                if let Err(err) = op.to(room.clone()).emit(event, &data).await {
+                if let Err(err) = select(op).emit(event, &data).await {
                     tracing::warn!(%ns, %err, "could not push `{event}` to a session's sockets");
-                }
-                if !disconnect {
-                    continue;
                 }
                 // The emit consumed the namespace's operators.
                 let Some(op) = self.of(&ns) else { continue };
-                if let Err(err) = op.to(room.clone()).disconnect().await {
-                    tracing::warn!(%ns, %err, "could not disconnect a session's sockets");
+                // The room stands for a session that no longer exists: its sockets leave it,
+                // so nothing later sent to it reaches them.
+                let after = if push.disconnect {
+                    select(op).disconnect().await.map_err(|err| err.to_string())
+                } else {
+                    select(op)
+                        .leave(room.clone())
+                        .await
+                        .map_err(|err| err.to_string())
+                };
+                if let Err(err) = after {
+                    tracing::warn!(%ns, %err, "could not take a session's sockets out of its room");
                 }
             }
         })
     }
+
+    fn has_local(&self, room: &str) -> bool {
+        self.nsps()
+            .into_iter()
+            .any(|op| !op.local().to(room.to_owned()).sockets().is_empty())
+    }
 }
 
-/// The push half of [`SessionLockLayer`](crate::http::SessionLockLayer): the rooms' key and
-/// the policy (from [`SocketSessions`](crate::SocketSessions)), and the server to push through
-/// (from `push_gone`). Pushes only when it has both.
-#[derive(Clone, Default)]
-pub(crate) struct GonePush {
-    rooms: Option<(RoomKey, OnGone)>,
-    target: Option<Arc<dyn PushTarget>>,
+/// What a session's end and its expiry need, shared by the socket side, the lock layer and
+/// the [`WatchedStore`]: the rooms' key, the policy, the server to push through, the expiry
+/// timers and the sessions being touched.
+pub(crate) struct Lifecycle {
+    key: RoomKey,
+    on_gone: OnGone,
+    target: OnceLock<Arc<dyn PushTarget>>,
+    /// The records, for the expiry check's reload.
+    store: Arc<dyn SessionStore>,
+    expiries: OnceLock<mpsc::UnboundedSender<Timer>>,
+    /// Sessions whose expiry a socket event is extending now: one touch at a time.
+    touching: Mutex<HashSet<Id>>,
+    /// Set once the missing-wiring error has been logged.
+    warned: std::sync::atomic::AtomicBool,
 }
 
-impl GonePush {
-    pub(crate) fn new(key: RoomKey, on_gone: OnGone) -> Self {
+impl fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("on_gone", &self.on_gone)
+            .field("pushes", &self.target.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lifecycle {
+    pub(crate) fn new(key: RoomKey, on_gone: OnGone, store: Arc<dyn SessionStore>) -> Self {
         Self {
-            rooms: Some((key, on_gone)),
-            target: None,
+            key,
+            on_gone,
+            target: OnceLock::new(),
+            store,
+            expiries: OnceLock::new(),
+            touching: Mutex::default(),
+            warned: Default::default(),
         }
     }
 
-    pub(crate) fn through<A: Adapter>(mut self, io: SocketIo<A>) -> Self {
-        if self.rooms.is_none() {
-            tracing::warn!(
-                "`push_gone` on a `SessionLockLayer` not made by `SocketSessions::lock_layer`: \
-                 it does not know the sockets' rooms, so it pushes nothing"
-            );
-        }
-        self.target = Some(Arc::new(io));
-        self
+    pub(crate) fn room(&self, id: Id) -> String {
+        self.key.room(id)
     }
 
-    /// A watch for one request.
-    pub(crate) fn watch(&self) -> GoneWatch {
-        GoneWatch {
-            push: self.clone(),
-            before: Arc::default(),
-        }
-    }
-}
-
-/// One request's view: the session a `LockedSession` took, with its id at that moment.
-#[derive(Clone, Default)]
-pub(crate) struct GoneWatch {
-    push: GonePush,
-    before: Arc<Mutex<Option<(Id, Session)>>>,
-}
-
-impl GoneWatch {
-    /// Called by `LockedSession` once it holds the lock of `id`.
-    pub(crate) fn watch(&self, id: Id, session: &Session) {
-        if self.push.target.is_some() {
-            *self.before.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((id, session.clone()));
+    /// Pushes through `io` from now on. The first server given wins: one `SocketSessions`
+    /// serves one socket.io server.
+    pub(crate) fn push_through<A: Adapter>(&self, io: SocketIo<A>) {
+        if self.target.set(Arc::new(io)).is_err() {
+            tracing::debug!("`SocketSessions` already pushes through a socket.io server");
         }
     }
 
-    /// Called once the session layer has saved: pushes to the old id's room if the request
-    /// ended without that id (logged out or rotated).
-    pub(crate) async fn after_save(&self) {
-        let Some((before, session)) = self
-            .before
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        else {
+    /// Reports, once, a wiring that leaves sockets deaf to the end of their session: no
+    /// server to push through, or a handshake (`wired`: false) that did not pass the lock
+    /// layer, so HTTP logouts on that path are not seen.
+    pub(crate) fn check_wiring(&self, wired: bool) {
+        let missing = match (wired, self.target.get().is_some()) {
+            (true, true) => return,
+            (false, _) => {
+                "the socket.io handshake did not pass through `SocketSessions::layer` \
+                           (or `lock_layer`), so logouts and rotations over HTTP reach no socket"
+            }
+            (true, false) => {
+                "no socket.io server to push through: build the HTTP side with \
+                              `SocketSessions::layer(io, ..)`"
+            }
+        };
+        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!("sockets are attached but {missing}");
+        }
+    }
+
+    fn push_of(&self, reason: &'static str) -> Push {
+        match self.on_gone {
+            OnGone::KeepAnonymous => Push {
+                event: GONE_EVENT,
+                reason,
+                disconnect: false,
+            },
+            OnGone::Disconnect { event } => Push {
+                event,
+                reason,
+                disconnect: true,
+            },
+        }
+    }
+
+    /// Session `id` has ended (`reason`): tell its sockets on every node, then apply the
+    /// policy. Bounded: a hung adapter does not hold the caller.
+    pub(crate) async fn ended(&self, id: Id, reason: &'static str) {
+        self.forget(id);
+        self.push(id, reason, Reach::AllNodes).await;
+    }
+
+    async fn push(&self, id: Id, reason: &'static str, reach: Reach) {
+        let Some(target) = self.target.get() else {
+            self.check_wiring(true);
             return;
         };
-        let (Some((key, on_gone)), Some(target)) = (&self.push.rooms, &self.push.target) else {
-            return;
-        };
-        let reason = match session.id() {
-            None => LOGGED_OUT,
-            Some(after) if after != before => ROTATED,
-            Some(_) => return,
-        };
-        let (event, disconnect) = match *on_gone {
-            OnGone::KeepAnonymous => (GONE_EVENT, false),
-            OnGone::Disconnect { event } => (event, true),
-        };
-        let push = target.push(key.room(before), event, reason, disconnect);
-        match tokio::time::timeout(PUSH_LIMIT, push).await {
-            Ok(()) => tracing::debug!(reason, "pushed `{event}` to the session's sockets"),
+        let push = self.push_of(reason);
+        match tokio::time::timeout(PUSH_LIMIT, target.push(self.room(id), push, reach)).await {
+            Ok(()) => tracing::debug!(reason, "pushed `{}` to the session's sockets", push.event),
             Err(_) => tracing::warn!(
                 reason,
-                "pushing `{event}` took over {PUSH_LIMIT:?}; gave up"
+                "pushing `{}` took over {PUSH_LIMIT:?}; gave up",
+                push.event
             ),
         }
+    }
+
+    /// The expiry timers' task, started with the first socket.
+    fn timers(self: &Arc<Self>) -> &mpsc::UnboundedSender<Timer> {
+        self.expiries.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let expiries = Expiries {
+                lifecycle: Arc::downgrade(self),
+                tx: tx.downgrade(),
+                rx,
+                sessions: HashMap::new(),
+                queue: DelayQueue::new(),
+            };
+            tokio::spawn(expiries.run());
+            tx
+        })
+    }
+
+    fn send(&self, timer: Timer) {
+        if let Some(tx) = self.expiries.get() {
+            // The task ends only with the lifecycle: nothing to do if it is gone.
+            let _ = tx.send(timer);
+        }
+    }
+
+    /// A socket of session `id` arrived on this node: its session's expiry is watched until
+    /// the returned guard drops. `at` is the expiry if the settings know it (`AtDateTime`);
+    /// otherwise the timer reloads the record to learn it.
+    pub(crate) fn watch(self: &Arc<Self>, id: Id, at: Option<OffsetDateTime>) -> ExpiryWatch {
+        let _ = self.timers().send(Timer::Watch(id, at));
+        ExpiryWatch {
+            id,
+            lifecycle: Arc::downgrade(self),
+        }
+    }
+
+    /// The record of `id` now expires at `at` (a save on this node).
+    pub(crate) fn moved(&self, id: Id, at: OffsetDateTime) {
+        self.send(Timer::Moved(id, at));
+    }
+
+    /// Session `id` ended on this node: its timer goes.
+    fn forget(&self, id: Id) {
+        self.send(Timer::Forget(id));
+    }
+
+    /// Claims the touch of `id`, or `None` while another event touches it.
+    pub(crate) fn start_touch(self: &Arc<Self>, id: Id) -> Option<TouchClaim> {
+        let mut touching = self.touching.lock().unwrap_or_else(PoisonError::into_inner);
+        touching.insert(id).then(|| TouchClaim {
+            id,
+            lifecycle: self.clone(),
+        })
+    }
+}
+
+/// Held while one event extends a session's expiry.
+pub(crate) struct TouchClaim {
+    id: Id,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Drop for TouchClaim {
+    fn drop(&mut self) {
+        self.lifecycle
+            .touching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+/// One socket's interest in its session's expiry; dropping it (the socket is gone) lets the
+/// timer go with the session's last socket on this node.
+pub(crate) struct ExpiryWatch {
+    id: Id,
+    lifecycle: Weak<Lifecycle>,
+}
+
+impl Drop for ExpiryWatch {
+    fn drop(&mut self) {
+        if let Some(lifecycle) = self.lifecycle.upgrade() {
+            lifecycle.send(Timer::Unwatch(self.id));
+        }
+    }
+}
+
+/// What the timers' task is told.
+enum Timer {
+    Watch(Id, Option<OffsetDateTime>),
+    Unwatch(Id),
+    Moved(Id, OffsetDateTime),
+    Forget(Id),
+    /// A check found the record alive until this instant (or gone: `None`).
+    Checked(Id, Option<OffsetDateTime>),
+}
+
+/// One session watched on this node.
+struct Watched {
+    sockets: u32,
+    /// The queue's entry; `None` while a check runs.
+    key: Option<delay_queue::Key>,
+    /// When the record expires, as last seen; `None` before the first check.
+    at: Option<OffsetDateTime>,
+}
+
+/// The expiry timers of one node: one entry per session that has sockets here, in one delay
+/// queue, whatever the number of sockets.
+struct Expiries {
+    lifecycle: Weak<Lifecycle>,
+    rx: mpsc::UnboundedReceiver<Timer>,
+    tx: mpsc::WeakUnboundedSender<Timer>,
+    sessions: HashMap<Id, Watched>,
+    queue: DelayQueue<Id>,
+}
+
+impl Expiries {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                timer = self.rx.recv() => match timer {
+                    Some(timer) => self.apply(timer),
+                    None => return,
+                },
+                Some(fired) = std::future::poll_fn(|cx| self.queue.poll_expired(cx)) => {
+                    let id = fired.into_inner();
+                    if let Some(watched) = self.sessions.get_mut(&id) {
+                        watched.key = None;
+                        self.check(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, timer: Timer) {
+        match timer {
+            Timer::Watch(id, at) => match self.sessions.entry(id) {
+                Entry::Occupied(mut entry) => entry.get_mut().sockets += 1,
+                Entry::Vacant(entry) => {
+                    entry.insert(Watched {
+                        sockets: 1,
+                        key: None,
+                        at: None,
+                    });
+                    match at {
+                        Some(at) => self.schedule(id, at),
+                        None => self.check(id),
+                    }
+                }
+            },
+            Timer::Unwatch(id) => {
+                if let Entry::Occupied(mut entry) = self.sessions.entry(id) {
+                    entry.get_mut().sockets -= 1;
+                    if entry.get().sockets == 0 {
+                        if let Some(key) = entry.remove().key {
+                            self.queue.remove(&key);
+                        }
+                    }
+                }
+            }
+            Timer::Moved(id, at) => {
+                if self.sessions.get(&id).is_some_and(|w| w.key.is_some()) {
+                    self.schedule(id, at);
+                }
+            }
+            Timer::Forget(id) => {
+                if let Some(key) = self.sessions.remove(&id).and_then(|w| w.key) {
+                    self.queue.remove(&key);
+                }
+            }
+            Timer::Checked(id, Some(at)) => {
+                if self.sessions.contains_key(&id) {
+                    self.schedule(id, at);
+                }
+            }
+            Timer::Checked(id, None) => {
+                self.sessions.remove(&id);
+            }
+        }
+    }
+
+    /// (Re)arms the timer of `id` for `at`.
+    fn schedule(&mut self, id: Id, at: OffsetDateTime) {
+        let Some(watched) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        watched.at = Some(at);
+        let left = (at - OffsetDateTime::now_utc())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let when = tokio::time::Instant::now() + left;
+        match &watched.key {
+            Some(key) => self.queue.reset_at(key, when),
+            None => watched.key = Some(self.queue.insert_at(id, when)),
+        }
+    }
+
+    /// Reloads the record of `id` off this task, then pushes `expired` to this node's sockets
+    /// if the record is gone, or re-arms the timer for its (maybe extended) expiry.
+    fn check(&mut self, id: Id) {
+        let (Some(lifecycle), Some(tx)) = (self.lifecycle.upgrade(), self.tx.upgrade()) else {
+            return;
+        };
+        let was_alive = self.sessions.get(&id).is_some_and(|w| w.at.is_some());
+        tokio::spawn(async move {
+            let now = OffsetDateTime::now_utc();
+            let loaded = tokio::time::timeout(PUSH_LIMIT * 3, lifecycle.store.load(&id)).await;
+            let at = match loaded {
+                Ok(Ok(record)) => record.map(|r| r.expiry_date).filter(|at| *at > now),
+                // The store is away: look again shortly rather than declare the session gone.
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!("could not reload a session for its expiry; retrying");
+                    Some(now + Duration::from_secs(1))
+                }
+            };
+            if at.is_none() && was_alive {
+                let room = lifecycle.room(id);
+                let target = lifecycle.target.get();
+                if target.is_some_and(|t| t.has_local(&room)) {
+                    lifecycle.push(id, EXPIRED, Reach::ThisNode).await;
+                }
+            }
+            let _ = tx.send(Timer::Checked(id, at));
+        });
+    }
+}
+
+tokio::task_local! {
+    /// What one HTTP request did to the store, seen by the [`WatchedStore`] and read by the
+    /// lock layer once the session layer has saved.
+    static REQUEST: Arc<Mutex<RequestEnds>>;
+}
+
+/// The deletes and creates of one request.
+#[derive(Default, Debug)]
+pub(crate) struct RequestEnds {
+    deleted: Vec<Id>,
+    created: bool,
+}
+
+/// Runs `request` in a scope whose deletes are pushed by [`push_request_ends`] instead of at
+/// once, so that a delete followed by a create (a rotation) is told apart from a logout.
+pub(crate) async fn in_request_scope<F: Future>(
+    ends: Arc<Mutex<RequestEnds>>,
+    request: F,
+) -> F::Output {
+    REQUEST.scope(ends, request).await
+}
+
+/// Pushes what the request ended: every id it deleted, `rotated` if it also created a record.
+pub(crate) async fn push_request_ends(lifecycle: &Lifecycle, ends: &Mutex<RequestEnds>) {
+    let RequestEnds { deleted, created } =
+        std::mem::take(&mut *ends.lock().unwrap_or_else(PoisonError::into_inner));
+    let reason = if created { ROTATED } else { LOGGED_OUT };
+    for id in deleted {
+        lifecycle.ended(id, reason).await;
+    }
+}
+
+/// The session store of the session layer that [`SocketSessions::layer`] builds: the store
+/// given to [`SocketSessions::new`], watched, so that every session an HTTP route ends
+/// (`flush`, `cycle_id`, through `tower_sessions::Session` or
+/// [`LockedSession`](crate::http::LockedSession)) is pushed to its sockets and every save
+/// moves the session's expiry timer.
+///
+/// Made by [`SocketSessions::session_layer`] for setups that assemble the layers by hand.
+///
+/// [`SocketSessions::layer`]: crate::SocketSessions::layer
+/// [`SocketSessions::new`]: crate::SocketSessions::new
+/// [`SocketSessions::session_layer`]: crate::SocketSessions::session_layer
+#[derive(Clone)]
+pub struct WatchedStore {
+    pub(crate) inner: Arc<dyn SessionStore>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+impl fmt::Debug for WatchedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchedStore")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn in_request(f: impl FnOnce(&mut RequestEnds)) -> bool {
+    REQUEST
+        .try_with(|ends| f(&mut ends.lock().unwrap_or_else(PoisonError::into_inner)))
+        .is_ok()
+}
+
+#[async_trait::async_trait]
+impl SessionStore for WatchedStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.inner.create(record).await?;
+        in_request(|ends| ends.created = true);
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.inner.save(record).await?;
+        self.lifecycle.moved(record.id, record.expiry_date);
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.inner.delete(id).await?;
+        // Inside a request the lock layer pushes once the session layer has saved (and knows
+        // whether a new record followed); elsewhere (a task of the app's) at once.
+        if !in_request(|ends| ends.deleted.push(*id)) {
+            self.lifecycle.ended(*id, LOGGED_OUT).await;
+        }
+        Ok(())
     }
 }
 

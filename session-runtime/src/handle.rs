@@ -2,16 +2,14 @@
 
 use std::{
     any::Any,
-    future::Future,
     panic::AssertUnwindSafe,
-    pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Weak,
     },
-    task::{Context, Poll},
 };
 
+use futures_util::FutureExt as _;
 use socketioxide::{adapter::Adapter, handler::FromMessageParts, socket::Socket};
 use tower_sessions::{
     cookie::time::OffsetDateTime,
@@ -19,16 +17,28 @@ use tower_sessions::{
 };
 
 use crate::{
-    session::{Data, Shared},
-    LeaseWrite, OnGone, ReadOnlySession, Session, SessionError, SocketSessions,
+    gone::{ExpiryWatch, LOGGED_OUT},
+    locks::{LeaseWrite, SessionLockGuard},
+    session::Shared,
+    KeepAlive, OnGone, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
+    REFRESH_EVENT,
 };
 
 /// What the gone policy needs of a socket, with its adapter type erased.
 pub(crate) trait SessionSocket: Send + Sync + 'static {
     fn end_gone_session(self: Arc<Self>, event: &str);
+
+    /// Tells the client that its session's expiry moved, so it can renew its cookie.
+    fn refresh(&self);
 }
 
 impl<A: Adapter> SessionSocket for Socket<A> {
+    fn refresh(&self) {
+        if let Err(err) = self.emit(REFRESH_EVENT, &()) {
+            tracing::debug!(%err, "could not tell the client to refresh its cookie");
+        }
+    }
+
     fn end_gone_session(self: Arc<Self>, event: &str) {
         let reason = SessionError::Gone.to_string();
         if let Err(err) = self.emit(event, &serde_json::json!({ "reason": reason })) {
@@ -73,10 +83,10 @@ impl<A: Adapter> SessionSocket for Socket<A> {
 /// ```
 #[derive(Clone)]
 pub struct SessionHandle {
-    inner: Arc<SocketSession>,
+    inner: Arc<SocketState>,
 }
 
-struct SocketSession {
+struct SocketState {
     id: Option<Id>,
     expiry: Option<Expiry>,
     sessions: SocketSessions,
@@ -85,6 +95,15 @@ struct SocketSession {
     gone: AtomicBool,
     /// Weak: the handle lives in the socket's own extensions.
     socket: Weak<dyn SessionSocket>,
+    /// This socket's share of its session's expiry timer on this node.
+    _expiry: Option<ExpiryWatch>,
+}
+
+/// What a transaction writes once its body succeeded.
+enum Write {
+    Nothing,
+    Save,
+    Delete,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -104,13 +123,23 @@ impl SessionHandle {
         sessions: SocketSessions,
     ) -> Self {
         let socket: Arc<dyn SessionSocket> = socket.clone();
+        // Only a session with an expiry of its own is watched: others live as long as the
+        // store keeps them, and end by a logout, which is pushed anyway.
+        let watch = match (id, expiry) {
+            (Some(id), Some(Expiry::OnInactivity(_))) => Some(sessions.lifecycle().watch(id, None)),
+            (Some(id), Some(Expiry::AtDateTime(at))) => {
+                Some(sessions.lifecycle().watch(id, Some(at)))
+            }
+            _ => None,
+        };
         Self {
-            inner: Arc::new(SocketSession {
+            inner: Arc::new(SocketState {
                 id,
                 expiry,
                 sessions,
                 gone: AtomicBool::new(false),
                 socket: Arc::downgrade(&socket),
+                _expiry: watch,
             }),
         }
     }
@@ -133,15 +162,18 @@ impl SessionHandle {
     /// A fresh read-only copy of the session, as the store holds it now. No lock, no write.
     ///
     /// A socket without a session, or whose session is gone, reads an empty session
-    /// ([`ReadOnlySession::exists`] is `false`).
+    /// ([`ReadOnlySocketSession::exists`] is `false`).
     ///
     /// # Errors
     ///
     /// [`SessionError::Store`] when the store fails to load the record,
     /// [`SessionError::TimedOut`] when it does not answer in time.
-    pub async fn read(&self) -> Result<ReadOnlySession, SessionError> {
-        let data = self.load().await?;
-        Ok(ReadOnlySession(Shared::new(self.inner.id, data)))
+    pub async fn read(&self) -> Result<ReadOnlySocketSession, SessionError> {
+        let record = self.load().await?;
+        Ok(ReadOnlySocketSession(Shared::new(
+            self.inner.id,
+            record.map(|r| r.data),
+        )))
     }
 
     /// Runs `f` on a fresh, read-only copy of the session. Nothing is ever written.
@@ -151,7 +183,7 @@ impl SessionHandle {
     /// `f`'s own errors, and the failures of [`SessionHandle::read`] converted into `E`.
     pub async fn readonly<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: AsyncFnOnce(ReadOnlySession) -> Result<T, E>,
+        F: AsyncFnOnce(ReadOnlySocketSession) -> Result<T, E>,
         E: From<SessionError>,
     {
         self.read_transaction(None, f).await?
@@ -176,33 +208,146 @@ impl SessionHandle {
     /// finished ([`SessionError::Closed`]).
     pub async fn autosave<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: AsyncFnOnce(Session) -> Result<T, E>,
+        F: AsyncFnOnce(SocketSession) -> Result<T, E>,
         E: From<SessionError>,
     {
-        match self
-            .transaction(None, async |session| Ok(f(session).await))
-            .await
-        {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(err),
-            Err(err) => Err(err.into()),
-        }
+        self.transaction(None, f).await?
     }
 
-    /// The transaction behind `autosave`: `Ok(Err(_))` is the handler's own failure, `Err(_)`
-    /// a session failure. `f` returning `Ok(Err(_))` writes nothing.
+    /// The transaction behind `autosave`: the outer `Err` is a session failure, the inner
+    /// `Err` the handler's own (which writes nothing).
     pub(crate) async fn transaction<T, E, F>(
         &self,
         require: Option<&str>,
         f: F,
     ) -> Result<Result<T, E>, SessionError>
     where
-        F: AsyncFnOnce(Session) -> Result<Result<T, E>, SessionError>,
+        F: AsyncFnOnce(SocketSession) -> Result<T, E>,
     {
         let id = self.inner.id.ok_or(SessionError::NoSession)?;
         if self.is_gone() {
             return Err(SessionError::Gone);
         }
+        let (guard, record) = self.lock_and_load(id).await?;
+        let Some(mut record) = record else {
+            return Err(SessionError::Gone);
+        };
+        let now = OffsetDateTime::now_utc();
+        let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
+        check_required(&shared, require)?;
+
+        let body = AssertUnwindSafe(f(SocketSession(shared.clone()))).catch_unwind();
+        let value = match self.inner.sessions.bounds().body(body).await {
+            Ok(Ok(Ok(value))) => value,
+            Ok(Ok(Err(err))) => return Ok(Err(err)),
+            Ok(Err(panic)) => {
+                tracing::error!(
+                    panic = panic_message(&panic),
+                    "session handler panicked; nothing saved"
+                );
+                return Err(SessionError::Panicked);
+            }
+            Err(timed_out) => {
+                tracing::error!("session handler did not finish in time; nothing saved");
+                return Err(timed_out);
+            }
+        };
+        let touch = self.keeps_alive(true) && self.touch_due(&record, now);
+        let write = {
+            let mut state = shared.state();
+            state.closed = true;
+            if let Some(err) = state.deferred_error.take() {
+                return Err(err);
+            }
+            if state.delete {
+                Write::Delete
+            } else if state.modified || touch {
+                record.data = std::mem::take(&mut state.data);
+                record.expiry_date = expiry_date(self.inner.expiry, now);
+                Write::Save
+            } else {
+                Write::Nothing
+            }
+        };
+        self.write(guard, id, &record, write, touch).await?;
+        Ok(Ok(value))
+    }
+
+    /// The read-only counterpart of `transaction`: reload, check `require`, run `f`, then
+    /// close the session so that a copy kept by `f` cannot be mistaken for a live one. An
+    /// event that finds the session due for a touch extends it in the background, under the
+    /// lock.
+    pub(crate) async fn read_transaction<R, F>(
+        &self,
+        require: Option<&str>,
+        f: F,
+    ) -> Result<R, SessionError>
+    where
+        F: AsyncFnOnce(ReadOnlySocketSession) -> R,
+    {
+        let now = OffsetDateTime::now_utc();
+        let record = self.load().await?;
+        let touch = record
+            .as_ref()
+            .is_some_and(|r| self.keeps_alive(false) && self.touch_due(r, now));
+        let session = ReadOnlySocketSession(Shared::new(self.inner.id, record.map(|r| r.data)));
+        check_required(&session.0, require)?;
+        let shared = session.0.clone();
+        let out = self.inner.sessions.bounds().body(f(session)).await;
+        shared.state().closed = true;
+        if touch {
+            let handle = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = handle.touch().await {
+                    tracing::debug!(error = %err.report(), "could not extend the session's expiry");
+                }
+            });
+        }
+        out
+    }
+
+    /// Whether this kind of event (`write`: an `autosave` one) keeps the session alive.
+    fn keeps_alive(&self, write: bool) -> bool {
+        match self.inner.sessions.keep_alive() {
+            KeepAlive::Events => true,
+            KeepAlive::Writes => write,
+            KeepAlive::Off => false,
+        }
+    }
+
+    /// Whether a quarter of the inactivity window has passed since the record's expiry was
+    /// last set: then an event moves it, at most four times per window.
+    fn touch_due(&self, record: &Record, now: OffsetDateTime) -> bool {
+        match self.inner.expiry {
+            Some(Expiry::OnInactivity(window)) => record.expiry_date < now + (window - window / 4),
+            _ => false,
+        }
+    }
+
+    /// Extends the session's expiry as an HTTP request would, under the session's lock: a
+    /// session that ended meanwhile is not brought back, and a write made meanwhile is kept.
+    async fn touch(&self) -> Result<(), SessionError> {
+        let Some(id) = self.inner.id else {
+            return Ok(());
+        };
+        // One touch at a time per session: a burst of events needs one.
+        let Some(_claim) = self.inner.sessions.lifecycle().start_touch(id) else {
+            return Ok(());
+        };
+        let (guard, record) = self.lock_and_load(id).await?;
+        let now = OffsetDateTime::now_utc();
+        let Some(mut record) = record.filter(|r| self.touch_due(r, now)) else {
+            return Ok(());
+        };
+        record.expiry_date = expiry_date(self.inner.expiry, now);
+        self.write(guard, id, &record, Write::Save, true).await
+    }
+
+    /// Takes the session's lock (bounded) and loads the record with it.
+    async fn lock_and_load(
+        &self,
+        id: Id,
+    ) -> Result<(SessionLockGuard, Option<Record>), SessionError> {
         let sessions = &self.inner.sessions;
         let bounds = sessions.bounds();
         let mut lock = sessions.locks().lock(id);
@@ -218,109 +363,67 @@ impl SessionHandle {
         let mut guard = guard?;
         let now = OffsetDateTime::now_utc();
         // A lease beside the records loaded the record with the lock: no second round trip.
-        let loaded = match guard.take_record() {
+        let record = match guard.take_record() {
             Some(loaded) => self.found(loaded?, now),
             None => self.load_record(id, now).await?,
         };
-        let Some(mut record) = loaded else {
-            return Err(SessionError::Gone);
-        };
-        let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
-        check_required(&shared, require)?;
+        Ok((guard, record))
+    }
 
-        let out = bounds
-            .body(CatchUnwind(AssertUnwindSafe(f(Session(shared.clone())))))
-            .await;
-        let (out, data, delete) = {
-            let mut state = shared.state();
-            state.closed = true;
-            let out = match out {
-                Err(timed_out) => {
-                    tracing::error!("session handler did not finish in time; nothing saved");
-                    return Err(timed_out);
-                }
-                Ok(Err(panic)) => {
-                    tracing::error!(
-                        panic = panic_message(&panic),
-                        "session handler panicked; nothing saved"
-                    );
-                    return Err(SessionError::Panicked);
-                }
-                Ok(Ok(Err(err))) => return Err(err),
-                Ok(Ok(Ok(Err(err)))) => return Ok(Err(err)),
-                Ok(Ok(Ok(Ok(value)))) => value,
-            };
-            if let Some(err) = state.deferred_error.take() {
-                return Err(err);
-            }
-            if !state.modified && !state.delete {
+    /// Writes what a transaction decided, through the lease if the lock is one (fenced: a
+    /// lapsed lease writes nothing), and tells the session's sockets and timers.
+    async fn write(
+        &self,
+        guard: SessionLockGuard,
+        id: Id,
+        record: &Record,
+        write: Write,
+        touched: bool,
+    ) -> Result<(), SessionError> {
+        let sessions = &self.inner.sessions;
+        let bounds = sessions.bounds();
+        let lease_write = match write {
+            // Dropping the guard releases the lock (a lease releases in the background).
+            Write::Nothing => {
                 tracing::trace!("session unchanged; nothing to save");
-                // Dropping the guard releases the lock (a lease releases in the background).
-                return Ok(Ok(out));
+                return Ok(());
             }
-            (out, std::mem::take(&mut state.data), state.delete)
+            Write::Save => LeaseWrite::Save(record),
+            Write::Delete => LeaseWrite::Delete,
         };
-        if !delete {
-            record.data = data;
-            record.expiry_date = expiry_date(self.inner.expiry, now);
-        }
         match guard.into_lease() {
             // Written only if the lease still holds, and released, in one step.
-            Ok(lease) => {
-                let write = if delete {
-                    LeaseWrite::Delete
-                } else {
-                    LeaseWrite::Save(&record)
-                };
-                bounds.store_call(lease.finish(write)).await?;
-            }
-            Err(_guard) => {
-                let store = sessions.store();
-                if delete {
-                    bounds.store_op(store.delete(&id)).await?;
-                } else {
-                    bounds.store_op(store.save(&record)).await?;
-                }
-            }
+            Ok(lease) => bounds.store_call(lease.finish(lease_write)).await?,
+            Err(_guard) => match write {
+                Write::Delete => bounds.store_op(sessions.store().delete(&id)).await?,
+                _ => bounds.store_op(sessions.store().save(record)).await?,
+            },
         }
-        if delete {
+        let lifecycle = sessions.lifecycle();
+        if let Write::Delete = write {
             self.inner.gone.store(true, Ordering::Release);
             tracing::debug!("session deleted by a socket handler");
-        } else {
-            tracing::debug!("session saved");
+            lifecycle.ended(id, LOGGED_OUT).await;
+            return Ok(());
         }
-        Ok(Ok(out))
+        tracing::debug!("session saved");
+        lifecycle.moved(id, record.expiry_date);
+        if touched {
+            if let Some(socket) = self.inner.socket.upgrade() {
+                socket.refresh();
+            }
+        }
+        Ok(())
     }
 
-    /// The read-only counterpart of `transaction`: reload, check `require`, run `f`, then
-    /// close the session so that a copy kept by `f` cannot be mistaken for a live one.
-    pub(crate) async fn read_transaction<R, F>(
-        &self,
-        require: Option<&str>,
-        f: F,
-    ) -> Result<R, SessionError>
-    where
-        F: AsyncFnOnce(ReadOnlySession) -> R,
-    {
-        let session = self.read().await?;
-        check_required(&session.0, require)?;
-        let shared = session.0.clone();
-        let out = self.inner.sessions.bounds().body(f(session)).await;
-        shared.state().closed = true;
-        out
-    }
-
-    async fn load(&self) -> Result<Option<Data>, SessionError> {
+    async fn load(&self) -> Result<Option<Record>, SessionError> {
         let Some(id) = self.inner.id else {
             return Ok(None);
         };
         if self.is_gone() {
             return Ok(None);
         }
-        Ok(self
-            .load_record(id, OffsetDateTime::now_utc())
-            .await?
-            .map(|r| r.data))
+        self.load_record(id, OffsetDateTime::now_utc()).await
     }
 
     async fn load_record(
@@ -391,24 +494,6 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("<non-string panic>")
-}
-
-/// Catches a panic of the handler's future so that its lock is released, nothing is saved and
-/// the client still gets an answer.
-struct CatchUnwind<F>(AssertUnwindSafe<F>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0 .0) };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
 }
 
 /// Hands a handler its socket's session handle.

@@ -14,14 +14,16 @@ use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts, Request, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, MethodRouter},
+    routing::{get, post, MethodRouter},
 };
 use tower::{Layer, Service};
 use tower_sessions::Session;
 
+pub use crate::gone::WatchedStore;
 use crate::{
-    gone::{GonePush, GoneWatch},
-    SessionError, SessionLockGuard, SessionLocks, Timeouts,
+    gone::{in_request_scope, push_request_ends, Lifecycle, RequestEnds},
+    locks::{SessionLockGuard, SessionLocks},
+    SessionError, Timeouts,
 };
 
 /// Holds the lock a [`LockedSession`] took until the session layer has saved.
@@ -30,16 +32,28 @@ struct LockSlot {
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
     guard: Arc<Mutex<Option<SessionLockGuard>>>,
-    gone: GoneWatch,
 }
 
-/// A tower layer that makes [`LockedSession`] work: place it **outside**
-/// `SessionManagerLayer`, so the lock is released only after the session layer has saved.
+/// The tower layer that makes [`LockedSession`] work and pushes the end of a session to its
+/// sockets. [`SocketSessions::layer`](crate::SocketSessions::layer) puts it in place; for a
+/// stack assembled by hand, [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
+/// makes it, and it goes **outside** `SessionManagerLayer`, so the lock is released only after
+/// the session layer has saved.
+///
+/// Once the session layer has saved, a request that ended a session — `flush` (a logout) or
+/// `cycle_id` (a rotation), in any route, through `tower_sessions::Session` or
+/// [`LockedSession`] — pushes [`GONE_EVENT`](crate::GONE_EVENT)
+/// `{"reason": "logged out" | "rotated"}` to every socket of that session, in every namespace,
+/// through the socket.io adapter (so on every node); then the sockets'
+/// [`OnGone`](crate::OnGone) policy applies. The push leaves before the response, so a client
+/// that hears it and reloads sees the new state. It sees the deletes through the
+/// [`WatchedStore`] of [`SocketSessions::session_layer`](crate::SocketSessions::session_layer).
 ///
 /// ```
 /// use axum::{routing::post, Router};
 /// use session_runtime::{http::LockedSession, SocketSessions};
-/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+/// use socketioxide::{extract::SocketRef, SocketIo};
+/// use tower_sessions::MemoryStore;
 ///
 /// async fn incr(session: LockedSession) -> String {
 ///     let count = session.get::<i64>("count").await.ok().flatten().unwrap_or(0) + 1;
@@ -47,87 +61,34 @@ struct LockSlot {
 ///     count.to_string()
 /// }
 ///
-/// let store = MemoryStore::default();
-/// let sessions = SocketSessions::new(store.clone());
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// io.ns("/", sessions.handler(|_: SocketRef| {}));
+/// // By hand, what `sessions.layer(io, |layer| layer)` does in one call:
 /// let app: Router = Router::new()
 ///     .route("/incr", post(incr))
-///     .layer(SessionManagerLayer::new(store))
-///     .layer(sessions.lock_layer());
+///     .layer(sio_layer)
+///     .layer(sessions.session_layer())
+///     .layer(sessions.lock_layer(io));
 /// ```
 #[derive(Clone)]
 pub struct SessionLockLayer {
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
-    gone: GonePush,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl SessionLockLayer {
-    /// A layer taking locks from `locks`: use [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
-    /// to share the sockets' locks and timeouts.
-    pub fn new(locks: Arc<dyn SessionLocks>) -> Self {
+    pub(crate) fn new(
+        locks: Arc<dyn SessionLocks>,
+        timeouts: Timeouts,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         Self {
             locks,
-            timeouts: Timeouts::default(),
-            gone: GonePush::default(),
+            timeouts,
+            lifecycle,
         }
-    }
-
-    /// Bounds [`LockedSession`]'s wait for the lock and its reload (default:
-    /// [`Timeouts::default`]). The save at the end of the request is the session layer's own.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Pushes [`GONE_EVENT`](crate::GONE_EVENT) `{"reason": "logged out" | "rotated"}`
-    /// through `io` to every socket of a session that a request logs out (`flush`: the request
-    /// ends without a session) or rotates (`cycle_id`: it ends with another id) through
-    /// [`LockedSession`], in every namespace of `io`. Then the sockets'
-    /// [`OnGone`](crate::OnGone) policy applies: `KeepAnonymous` keeps them connected;
-    /// `Disconnect { event }` pushes `event` instead and then disconnects them.
-    ///
-    /// The push leaves after the session layer has saved, so a client that hears it and
-    /// reloads sees the new state. It goes through `io`'s adapter: with an adapter shared by
-    /// several nodes (and the same [`room_key`](crate::SocketSessions::room_key) on each)
-    /// it reaches the sockets on every node. Routes that write with the plain `Session`
-    /// extractor push nothing.
-    ///
-    /// Only a layer made by [`SocketSessions::lock_layer`](crate::SocketSessions::lock_layer)
-    /// knows the sockets' rooms; on one made by [`SessionLockLayer::new`] it does nothing.
-    ///
-    /// ```
-    /// use axum::{routing::post, Router};
-    /// use session_runtime::{http::LockedSession, SocketSessions};
-    /// use socketioxide::{extract::SocketRef, SocketIo};
-    /// use tower_sessions::{MemoryStore, SessionManagerLayer};
-    ///
-    /// async fn logout(session: LockedSession) -> &'static str {
-    ///     // Every socket of this session hears `session:gone` {"reason": "logged out"}.
-    ///     session.flush().await.ok();
-    ///     "bye"
-    /// }
-    ///
-    /// let store = MemoryStore::default();
-    /// let sessions = SocketSessions::new(store.clone());
-    /// let (sio_layer, io) = SocketIo::new_layer();
-    /// io.ns("/", sessions.handler(|_: SocketRef| {}));
-    /// let app: Router = Router::new()
-    ///     .route("/logout", post(logout))
-    ///     .layer(sio_layer)
-    ///     .layer(SessionManagerLayer::new(store))
-    ///     .layer(sessions.lock_layer().push_gone(io));
-    /// ```
-    pub fn push_gone<A: socketioxide::adapter::Adapter>(
-        mut self,
-        io: socketioxide::SocketIo<A>,
-    ) -> Self {
-        self.gone = self.gone.through(io);
-        self
-    }
-
-    pub(crate) fn with_gone_push(mut self, push: GonePush) -> Self {
-        self.gone = push;
-        self
     }
 }
 
@@ -143,9 +104,7 @@ impl<S> Layer<S> for SessionLockLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SessionLockService {
             inner,
-            locks: self.locks.clone(),
-            timeouts: self.timeouts,
-            gone: self.gone.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -154,9 +113,7 @@ impl<S> Layer<S> for SessionLockLayer {
 #[derive(Clone)]
 pub struct SessionLockService<S> {
     inner: S,
-    locks: Arc<dyn SessionLocks>,
-    timeouts: Timeouts,
-    gone: GonePush,
+    layer: SessionLockLayer,
 }
 
 impl<S> fmt::Debug for SessionLockService<S> {
@@ -164,6 +121,11 @@ impl<S> fmt::Debug for SessionLockService<S> {
         f.debug_struct("SessionLockService").finish_non_exhaustive()
     }
 }
+
+/// Put in the request's extensions by [`SessionLockService`]: the handshake of a socket that
+/// carries it went through the lock layer, so logouts and rotations over HTTP reach it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wired;
 
 impl<S, B> Service<Request<B>> for SessionLockService<S>
 where
@@ -181,13 +143,15 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let slot = LockSlot {
-            locks: self.locks.clone(),
-            timeouts: self.timeouts,
+            locks: self.layer.locks.clone(),
+            timeouts: self.layer.timeouts,
             guard: Arc::default(),
-            gone: self.gone.watch(),
         };
         req.extensions_mut().insert(slot.clone());
-        let response = self.inner.call(req);
+        req.extensions_mut().insert(Wired);
+        let ends = Arc::<Mutex<RequestEnds>>::default();
+        let response = in_request_scope(ends.clone(), self.inner.call(req));
+        let lifecycle = self.layer.lifecycle.clone();
         Box::pin(async move {
             let response = response.await?;
             // The session layer inside has saved by now: other writers may go.
@@ -206,7 +170,7 @@ where
             }
             drop(guard);
             let response = response.into_response();
-            slot.gone.after_save().await;
+            push_request_ends(&lifecycle, &ends).await;
             Ok(response)
         })
     }
@@ -301,7 +265,6 @@ impl<S: Send + Sync> FromRequestParts<S> for LockedSession {
         if let Some(id) = session.id() {
             let guard = slot.timeouts.lock_wait(slot.locks.lock(id)).await?;
             *slot.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
-            slot.gone.watch(id, &session);
             // Something before us may have read the record already; that copy is stale.
             slot.timeouts
                 .store_call(async { session.load().await.map_err(SessionError::from_session) })
@@ -357,6 +320,62 @@ where
             StatusCode::OK,
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(serde_json::Value::Object(out)),
+        )
+    })
+}
+
+/// A ready `POST` route that re-sends the session cookie with a fresh `Max-Age`: what a page
+/// calls when its socket receives [`REFRESH_EVENT`](crate::REFRESH_EVENT).
+///
+/// tower-sessions sends the cookie only on a response that saves the session. A user active
+/// only over the socket keeps the session alive in the store (socket events touch its expiry,
+/// see [`KeepAlive`](crate::KeepAlive)), but the browser's cookie still expires one window
+/// after the last HTTP save. After a socket event extends the expiry, the socket is sent
+/// `session:refresh`; the page answers with this route, under the session's lock, and the
+/// response carries the cookie again. A request without a live session changes nothing and
+/// gets `{"refreshed": false}`; otherwise `{"refreshed": true}`.
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::{http::refresh_cookie, SocketSessions};
+/// use socketioxide::{extract::SocketRef, SocketIo};
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// io.ns("/", sessions.handler(|_: SocketRef| {}));
+/// // The page: `socket.on("session:refresh", () => fetch("/session/refresh", {method: "POST"}))`
+/// let app: Router = Router::new()
+///     .route("/session/refresh", refresh_cookie())
+///     .layer(sio_layer)
+///     .layer(sessions.layer(io, |layer| layer));
+/// ```
+pub fn refresh_cookie<S>() -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    post(|session: LockedSession| async move {
+        // Any read makes tower-sessions resolve the record: a session the store no longer
+        // holds loses its id here, and must not be given a new cookie (nor a new record).
+        if let Err(err) = session.get_value("").await {
+            let err = SessionError::from_session(err);
+            tracing::error!(%err, "could not read the session to refresh its cookie");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Json(serde_json::json!({ "error": err.to_string() })),
+            );
+        }
+        let refreshed = session.id().is_some();
+        if refreshed {
+            // Marks the session modified without touching its data: the session layer saves
+            // it (a new expiry in the store) and sends the cookie with a new `Max-Age`.
+            session.set_expiry(session.expiry());
+        }
+        (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({ "refreshed": refreshed })),
         )
     })
 }

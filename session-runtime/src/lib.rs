@@ -14,19 +14,19 @@
 //!
 //! ```
 //! use axum::Router;
-//! use session_runtime::{with_session, ReadOnlySession, Session, SessionError, SocketSessions};
+//! use session_runtime::{with_session, ReadOnlySocketSession, SocketSession, SessionError, SocketSessions};
 //! use socketioxide::{extract::SocketRef, SocketIo};
 //! use tower_sessions::{MemoryStore, SessionManagerLayer};
 //!
 //! #[with_session(autosave)]
-//! async fn incr(session: Session) -> Result<i64, SessionError> {
+//! async fn incr(session: SocketSession) -> Result<i64, SessionError> {
 //!     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
 //!     session.insert("count", count)?;
 //!     Ok(count) // acknowledged after the save
 //! }
 //!
 //! #[with_session(readonly)]
-//! async fn whoami(session: ReadOnlySession) -> Result<Option<String>, SessionError> {
+//! async fn whoami(session: ReadOnlySocketSession) -> Result<Option<String>, SessionError> {
 //!     session.get("user")
 //! }
 //!
@@ -45,31 +45,36 @@
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 //! [socketioxide]: https://docs.rs/socketioxide/0.18
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 mod gone;
 mod handle;
 pub mod http;
-mod locks;
+pub mod locks;
 pub mod origin;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod scale;
 mod session;
 mod sockets;
+mod stack;
 mod timeouts;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;
-pub use locks::{
-    LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
-    SessionLocks,
-};
-pub use session::{ReadOnlySession, Session, SessionData};
+pub use session::{ReadOnlySocketSession, SessionData, SocketSession};
 #[doc(inline)]
 pub use session_macros::with_session;
-pub use sockets::{AttachSession, OnGone, SessionConnectHandler, SocketSessions, GONE_EVENT};
+pub use sockets::{KeepAlive, OnGone, SocketSessions, GONE_EVENT, REFRESH_EVENT};
+pub use stack::{SessionStack, SessionStackService};
 pub use timeouts::Timeouts;
+
+/// The connect handler and middleware that [`SocketSessions::handler`] and
+/// [`SocketSessions::attach`] return: named here for code that stores them.
+pub mod connect {
+    pub use crate::sockets::{AttachSession, SessionConnectHandler};
+}
 
 #[doc(hidden)]
 #[path = "private.rs"]

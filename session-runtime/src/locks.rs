@@ -27,7 +27,7 @@ pub type LockFuture<'a> =
 /// distributed backend (e.g. Redis) implements this trait to serialise writers across nodes.
 ///
 /// ```
-/// use session_runtime::{LocalSessionLocks, SessionLocks};
+/// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
 /// use tower_sessions::session::{Id, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -135,7 +135,10 @@ pub enum LeaseWrite<'a> {
 /// release itself.
 ///
 /// ```
-/// use session_runtime::{LeaseFuture, LeaseWrite, SessionError, SessionLease, SessionLockGuard};
+/// use session_runtime::{
+///     locks::{LeaseFuture, LeaseWrite, SessionLease, SessionLockGuard},
+///     SessionError,
+/// };
 ///
 /// /// A lease on a backend that can't load with the lock: the runtime loads through the store.
 /// struct MyLease;
@@ -190,7 +193,7 @@ type Shard = Mutex<HashMap<Id, VecDeque<oneshot::Sender<LocalGuard>>>>;
 /// sessions come and go. The table is sharded to keep unrelated sessions from contending.
 ///
 /// ```
-/// use session_runtime::{LocalSessionLocks, SessionLocks};
+/// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
 /// use tower_sessions::session::{Id, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

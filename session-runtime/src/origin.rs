@@ -19,8 +19,8 @@
 //!     // Same origin only; also the app's other front end, and any subdomain of example.com.
 //!     .layer(
 //!         OriginCheckLayer::same_origin()
-//!             .allow("https://admin.example.com")
-//!             .allow("https://*.example.com"),
+//!             .with_allowed("https://admin.example.com")
+//!             .with_allowed("https://*.example.com"),
 //!     );
 //! ```
 
@@ -47,9 +47,9 @@ use tower::{Layer, Service};
 ///   page, however the app is deployed. The scheme is not compared here, since a TLS proxy in
 ///   front of the app changes it, and no other site can serve pages from the app's host and
 ///   port;
-/// - or matches an origin given to [`allow`](OriginCheckLayer::allow);
+/// - or matches an origin given to [`with_allowed`](OriginCheckLayer::with_allowed);
 /// - or is absent (clients that are not browsers send none), unless
-///   [`refuse_missing_origin`](OriginCheckLayer::refuse_missing_origin) is set.
+///   [`with_missing_origin_refused`](OriginCheckLayer::with_missing_origin_refused) is set.
 ///
 /// `Origin: null` (sandboxed frames, `file:` pages) is never the app's own and is refused
 /// unless allowed. Each refusal is logged at `warn` with the origin.
@@ -66,6 +66,8 @@ struct Rules {
     allow_null: bool,
     refuse_missing: bool,
     path: String,
+    /// No check at all (`SessionStack::without_origin_check`).
+    off: bool,
 }
 
 /// One allowed origin: exact scheme and port, exact host or any subdomain of a suffix.
@@ -98,8 +100,16 @@ impl OriginCheckLayer {
                 allow_null: false,
                 refuse_missing: false,
                 path: "/socket.io".to_owned(),
+                off: false,
             }),
         }
+    }
+
+    /// Checks nothing: what `SessionStack::without_origin_check` puts in place.
+    pub(crate) fn any_origin() -> Self {
+        let mut layer = Self::same_origin();
+        Arc::make_mut(&mut layer.rules).off = true;
+        layer
     }
 
     /// Also serves pages of `origin`: `scheme://host[:port]` (the port defaults to the
@@ -109,19 +119,19 @@ impl OriginCheckLayer {
     /// # Panics
     ///
     /// When `origin` is not of that form, so a typo fails at start-up instead of refusing
-    /// every browser. [`OriginCheckLayer::try_allow`] returns the error instead.
-    pub fn allow(self, origin: &str) -> Self {
-        self.try_allow(origin)
-            .unwrap_or_else(|err| panic!("OriginCheckLayer::allow: {err}"))
+    /// every browser. [`OriginCheckLayer::try_with_allowed`] returns the error instead.
+    pub fn with_allowed(self, origin: &str) -> Self {
+        self.try_with_allowed(origin)
+            .unwrap_or_else(|err| panic!("OriginCheckLayer::with_allowed: {err}"))
     }
 
-    /// [`OriginCheckLayer::allow`], for origins read from configuration.
+    /// [`OriginCheckLayer::with_allowed`], for origins read from configuration.
     ///
     /// ```
     /// use session_runtime::origin::OriginCheckLayer;
     ///
-    /// assert!(OriginCheckLayer::same_origin().try_allow("https://app.example.com").is_ok());
-    /// let err = OriginCheckLayer::same_origin().try_allow("app.example.com").err().unwrap();
+    /// assert!(OriginCheckLayer::same_origin().try_with_allowed("https://app.example.com").is_ok());
+    /// let err = OriginCheckLayer::same_origin().try_with_allowed("app.example.com").err().unwrap();
     /// assert!(err.to_string().contains("scheme://host"));
     /// ```
     ///
@@ -129,7 +139,7 @@ impl OriginCheckLayer {
     ///
     /// [`InvalidOrigin`] when `origin` is not `scheme://host[:port]`, `scheme://*.domain[:port]`
     /// or `null`.
-    pub fn try_allow(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
+    pub fn try_with_allowed(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
         let rules = Arc::make_mut(&mut self.rules);
         if origin == "null" {
             rules.allow_null = true;
@@ -142,14 +152,14 @@ impl OriginCheckLayer {
     /// Refuses requests without `Origin` too. Browsers send it on every websocket upgrade and
     /// cross-origin request; non-browser clients (a Node or Rust socket.io client, `curl`)
     /// usually send none and are then refused.
-    pub fn refuse_missing_origin(mut self) -> Self {
+    pub fn with_missing_origin_refused(mut self) -> Self {
         Arc::make_mut(&mut self.rules).refuse_missing = true;
         self
     }
 
     /// The path socket.io is served under (default `/socket.io`, socketioxide's default);
     /// requests to other paths are not checked.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.rules).path = path.into();
         self
     }
@@ -166,7 +176,7 @@ impl fmt::Debug for OriginCheckLayer {
     }
 }
 
-/// An origin given to [`OriginCheckLayer::try_allow`] that is not of a form it takes.
+/// An origin given to [`OriginCheckLayer::try_with_allowed`] that is not of a form it takes.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "`{0}` is not an origin: expected `scheme://host[:port]`, `scheme://*.domain[:port]` or `null`"
@@ -270,8 +280,10 @@ impl Rules {
     }
 
     fn applies_to(&self, path: &str) -> bool {
-        path.strip_prefix(self.path.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        !self.off
+            && path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 }
 
@@ -370,8 +382,8 @@ mod tests {
     fn allowed_origins_match_exactly_or_by_subdomain() {
         let rules = rules(
             OriginCheckLayer::same_origin()
-                .allow("https://admin.example.com")
-                .allow("http://*.example.org:8080"),
+                .with_allowed("https://admin.example.com")
+                .with_allowed("http://*.example.org:8080"),
         );
         let ok = |origin| {
             rules
@@ -393,13 +405,13 @@ mod tests {
     fn a_missing_origin_is_served_unless_refused() {
         let served = rules(OriginCheckLayer::same_origin());
         assert!(served.check(&headers(None, "127.0.0.1:3000")).is_ok());
-        let refused = rules(OriginCheckLayer::same_origin().refuse_missing_origin());
+        let refused = rules(OriginCheckLayer::same_origin().with_missing_origin_refused());
         assert!(refused.check(&headers(None, "127.0.0.1:3000")).is_err());
     }
 
     #[test]
     fn null_is_refused_unless_allowed() {
-        let allowed = rules(OriginCheckLayer::same_origin().allow("null"));
+        let allowed = rules(OriginCheckLayer::same_origin().with_allowed("null"));
         assert!(allowed.check(&headers(Some("null"), "a:1")).is_ok());
     }
 
@@ -413,7 +425,9 @@ mod tests {
             "https://*.*.example.com",
         ] {
             assert!(
-                OriginCheckLayer::same_origin().try_allow(bad).is_err(),
+                OriginCheckLayer::same_origin()
+                    .try_with_allowed(bad)
+                    .is_err(),
                 "{bad}"
             );
         }

@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 
 pub use socketioxide::extract::TryData;
 
-use crate::{ReadOnlySession, Session, SessionData, SessionError, SessionHandle};
+use crate::{ReadOnlySocketSession, SessionData, SessionError, SessionHandle, SocketSession};
 
 type AckFn = Box<dyn FnOnce(&RawValue) -> Result<(), String> + Send + Sync>;
 
@@ -29,12 +29,12 @@ pub enum Outcome {
     Fail(String),
 }
 
-/// Never implemented: bounds the write methods of `ReadOnlySession`, so that writing through
+/// Never implemented: bounds the write methods of `ReadOnlySocketSession`, so that writing through
 /// one is a compile error saying so.
 #[diagnostic::on_unimplemented(
     message = "a `readonly` session cannot be written",
-    label = "this writes to a `ReadOnlySession`",
-    note = "declare the handler `#[with_session(autosave)]` and take `Session` to write the session"
+    label = "this writes to a `ReadOnlySocketSession`",
+    note = "declare the handler `#[with_session(autosave)]` and take `SocketSession` to write the session"
 )]
 pub trait WritableSession {}
 
@@ -102,7 +102,7 @@ pub fn unit(_: ()) -> Outcome {
 }
 
 /// Reads `key` of an autosave session into a typed binding.
-pub fn bind<T>(session: &Session, key: &'static str) -> Result<SessionData<T>, Outcome>
+pub fn bind<T>(session: &SocketSession, key: &'static str) -> Result<SessionData<T>, Outcome>
 where
     T: Serialize + serde::de::DeserializeOwned + Default,
 {
@@ -166,18 +166,16 @@ impl EventContext {
     /// `#[with_session(autosave)]`: lock, reload, body, save if changed, unlock, acknowledge.
     pub async fn autosave<F>(self, require: Option<&'static str>, body: F)
     where
-        F: AsyncFnOnce(Session) -> Outcome,
+        F: AsyncFnOnce(SocketSession) -> Outcome,
     {
         let handle = match &self.handle {
             Ok(handle) => handle.clone(),
             Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
         };
         let result = handle
-            .transaction(require, async |session| {
-                Ok(match body(session).await {
-                    Outcome::Fail(message) => Err(message),
-                    done => Ok(done),
-                })
+            .transaction(require, async |session| match body(session).await {
+                Outcome::Fail(message) => Err(message),
+                done => Ok(done),
             })
             .instrument(self.span.clone())
             .await;
@@ -192,7 +190,7 @@ impl EventContext {
     /// `#[with_session(readonly)]`: reload, body, acknowledge. No lock, no write.
     pub async fn readonly<F>(self, require: Option<&'static str>, body: F)
     where
-        F: AsyncFnOnce(ReadOnlySession) -> Outcome,
+        F: AsyncFnOnce(ReadOnlySocketSession) -> Outcome,
     {
         let handle = match &self.handle {
             Ok(handle) => handle.clone(),
@@ -299,7 +297,7 @@ impl ConnectContext {
         body: F,
     ) -> Result<(), ConnectRefusal>
     where
-        F: AsyncFnOnce(ReadOnlySession) -> Result<(), String>,
+        F: AsyncFnOnce(ReadOnlySocketSession) -> Result<(), String>,
     {
         let refuse = |message: String| {
             tracing::debug!(%message, "connection refused by a session guard");

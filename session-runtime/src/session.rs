@@ -135,19 +135,19 @@ macro_rules! read_methods {
 /// [`SessionError::Closed`] instead of being lost.
 ///
 /// ```
-/// use session_runtime::{with_session, Session, SessionError};
+/// use session_runtime::{with_session, SocketSession, SessionError};
 ///
 /// #[with_session(autosave)]
-/// async fn incr(session: Session) -> Result<i64, SessionError> {
+/// async fn incr(session: SocketSession) -> Result<i64, SessionError> {
 ///     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
 ///     session.insert("count", count)?;
 ///     Ok(count)
 /// }
 /// ```
 #[derive(Clone)]
-pub struct Session(pub(crate) Arc<Shared>);
+pub struct SocketSession(pub(crate) Arc<Shared>);
 
-impl Session {
+impl SocketSession {
     read_methods!();
 
     /// Stores `value` under `key`.
@@ -211,7 +211,7 @@ impl Session {
         })
     }
 
-    /// Removes every value; the record stays (use [`Session::flush`] to end the session).
+    /// Removes every value; the record stays (use [`SocketSession::flush`] to end the session).
     ///
     /// # Errors
     ///
@@ -229,10 +229,10 @@ impl Session {
     /// nothing.
     ///
     /// ```
-    /// use session_runtime::{with_session, Session, SessionError};
+    /// use session_runtime::{with_session, SocketSession, SessionError};
     ///
     /// #[with_session(autosave)]
-    /// async fn logout_everywhere(session: Session) -> Result<(), SessionError> {
+    /// async fn logout_everywhere(session: SocketSession) -> Result<(), SessionError> {
     ///     session.flush()
     /// }
     /// ```
@@ -244,19 +244,6 @@ impl Session {
         self.0.write(|state| state.delete = true)
     }
 
-    /// The former name of [`Session::flush`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Session::flush`].
-    #[deprecated(
-        since = "0.1.1",
-        note = "renamed `flush`, as in tower-sessions: tower-sessions' `delete` deletes at once, this ends the session at save"
-    )]
-    pub fn delete(&self) -> Result<(), SessionError> {
-        self.flush()
-    }
-
     /// Whether the handler changed something that the wrapper will write back.
     pub fn is_modified(&self) -> bool {
         let state = self.0.state();
@@ -264,14 +251,14 @@ impl Session {
     }
 
     /// A read-only view of the same session.
-    pub fn read_only(&self) -> ReadOnlySession {
-        ReadOnlySession(self.0.clone())
+    pub fn read_only(&self) -> ReadOnlySocketSession {
+        ReadOnlySocketSession(self.0.clone())
     }
 }
 
-impl fmt::Debug for Session {
+impl fmt::Debug for SocketSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug(&self.0, "Session", f)
+        debug(&self.0, "SocketSession", f)
     }
 }
 
@@ -294,86 +281,79 @@ fn debug(shared: &Shared, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result
 /// a compile error rather than a silent no-op. Taking it costs one store load and no lock.
 ///
 /// ```
-/// use session_runtime::{with_session, ReadOnlySession, SessionError};
+/// use session_runtime::{with_session, ReadOnlySocketSession, SessionError};
 ///
 /// #[with_session(readonly)]
-/// async fn whoami(session: ReadOnlySession) -> Result<serde_json::Value, SessionError> {
+/// async fn whoami(session: ReadOnlySocketSession) -> Result<serde_json::Value, SessionError> {
 ///     Ok(serde_json::json!({ "user": session.get::<String>("user")? }))
 /// }
 /// ```
 ///
 /// ```compile_fail
-/// # use session_runtime::ReadOnlySession;
-/// fn write(session: ReadOnlySession) {
+/// # use session_runtime::ReadOnlySocketSession;
+/// fn write(session: ReadOnlySocketSession) {
 ///     session.insert("user", "mallory"); // error: a `readonly` session cannot be written
 /// }
 /// ```
 #[derive(Clone)]
-pub struct ReadOnlySession(pub(crate) Arc<Shared>);
+pub struct ReadOnlySocketSession(pub(crate) Arc<Shared>);
 
-impl ReadOnlySession {
+impl ReadOnlySocketSession {
     read_methods!();
 }
 
-/// The write methods of [`Session`], present only so that a write through a read-only session
+/// The write methods of [`SocketSession`], present only so that a write through a read-only session
 /// fails with one clear error (the bound never holds) instead of "no method named `insert`".
 /// The higher-ranked bound is not "trivially false", so the definitions compile.
 #[doc(hidden)]
 #[allow(missing_docs, unused_variables)]
-impl ReadOnlySession {
+impl ReadOnlySocketSession {
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 
     pub fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>, SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 
     pub fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 
     pub fn clear(&self) -> Result<(), SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 
     pub fn flush(&self) -> Result<(), SessionError>
     where
         for<'a> &'a Self: crate::__private::WritableSession,
     {
-        unreachable!("a `ReadOnlySession` is never writable")
-    }
-
-    pub fn delete(&self) -> Result<(), SessionError>
-    where
-        for<'a> &'a Self: crate::__private::WritableSession,
-    {
-        unreachable!("a `ReadOnlySession` is never writable")
+        unreachable!("a `ReadOnlySocketSession` is never writable")
     }
 }
 
-impl fmt::Debug for ReadOnlySession {
+impl fmt::Debug for ReadOnlySocketSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug(&self.0, "ReadOnlySession", f)
+        debug(&self.0, "ReadOnlySocketSession", f)
     }
 }
 
@@ -412,7 +392,7 @@ impl<T: Serialize + DeserializeOwned + Default> SessionData<T> {
     /// # Errors
     ///
     /// [`SessionError::Serde`] when the value under `key` is not a `T`.
-    pub fn bind(session: &Session, key: &'static str) -> Result<Self, SessionError> {
+    pub fn bind(session: &SocketSession, key: &'static str) -> Result<Self, SessionError> {
         Ok(Self {
             value: session.get(key)?.unwrap_or_default(),
             key,
@@ -438,7 +418,7 @@ impl<T: Serialize> Drop for SessionData<T> {
                 return;
             }
         };
-        if let Err(err) = Session(self.session.clone()).insert_value(self.key, value) {
+        if let Err(err) = SocketSession(self.session.clone()).insert_value(self.key, value) {
             tracing::warn!(key = self.key, %err, "`SessionData` dropped after its handler finished; its value is not saved");
         }
     }

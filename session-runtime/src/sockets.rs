@@ -8,24 +8,26 @@ use socketioxide::{
     extract::SocketRef,
     handler::{ConnectHandler, ConnectMiddleware, Value},
     socket::Socket,
+    SocketIo,
 };
-use tower_sessions::SessionStore;
-
-use tower_sessions::session::Id;
+use tower_sessions::{service::CookieController, session::Id, SessionManagerLayer, SessionStore};
 
 use crate::{
-    gone::{GonePush, RoomKey},
-    http::SessionLockLayer,
-    LocalSessionLocks, SessionError, SessionHandle, SessionLocks, Timeouts,
+    gone::{Lifecycle, RoomKey, WatchedStore},
+    http::{SessionLockLayer, Wired},
+    locks::{LocalSessionLocks, SessionLocks},
+    origin::OriginCheckLayer,
+    SessionError, SessionHandle, SessionStack, Timeouts,
 };
 
 /// The event a socket receives, with `{"reason": "..."}`, when its session is gone.
 ///
-/// Pushed at once to every socket of a session that an HTTP route logs out (`"logged out"`)
-/// or rotates (`"rotated"`) through [`LockedSession`](crate::http::LockedSession), once the
-/// store holds the change (see [`SessionLockLayer::push_gone`]). With [`OnGone::Disconnect`]
-/// the socket is then disconnected, and a socket that finds its session gone at an event
-/// receives it too (reason: the [`SessionError::Gone`] message) before it is disconnected.
+/// Pushed within a second to every socket of a session, on every node, whatever ended it:
+/// `"logged out"` (`flush` in any HTTP route or socket handler), `"rotated"` (`cycle_id` in an
+/// HTTP route) or `"expired"` (the record's expiry passed, idle sockets included). The sockets
+/// then leave the session's room; with [`OnGone::Disconnect`] they are disconnected instead,
+/// and a socket that finds its session gone at an event receives it too (reason: the
+/// [`SessionError::Gone`] message) before it is disconnected.
 ///
 /// ```
 /// assert_eq!(session_runtime::GONE_EVENT, "session:gone");
@@ -58,28 +60,67 @@ impl OnGone {
     }
 }
 
-/// The socket side of a tower-sessions setup: the store the `SessionManagerLayer` uses, the
-/// per-session locks shared with HTTP routes, and the connection policy.
+/// Which socket events keep a session alive under `Expiry::OnInactivity`.
+///
+/// An HTTP request that saves the session moves its expiry one inactivity window ahead. With
+/// keep-alive, a socket event does the same, so that a user active only over the socket is not
+/// logged out while chatting: at most once per quarter of the window per session (an event
+/// that finds less than three quarters of the window left *touches* the record), under the
+/// session's lock (or fenced lease), so a touch never overwrites a write nor brings back a
+/// session that ended. An `autosave` event that saves anyway costs nothing extra. After a
+/// touch the socket is sent [`REFRESH_EVENT`] so that the page can renew its cookie (see
+/// [`http::refresh_cookie`](crate::http::refresh_cookie)).
+///
+/// ```
+/// use session_runtime::{KeepAlive, SocketSessions};
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default()).with_keep_alive(KeepAlive::Writes);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeepAlive {
+    /// Every event, `readonly` ones included (the default).
+    #[default]
+    Events,
+    /// Only `autosave` events.
+    Writes,
+    /// No socket event extends the session: only HTTP requests do.
+    Off,
+}
+
+/// The event a socket receives, without data, after one of its events extended the session's
+/// expiry: the page answers with a request to
+/// [`http::refresh_cookie`](crate::http::refresh_cookie) so the browser's cookie lasts as long
+/// as the record.
+///
+/// ```
+/// assert_eq!(session_runtime::REFRESH_EVENT, "session:refresh");
+/// ```
+pub const REFRESH_EVENT: &str = "session:refresh";
+
+/// The socket side of a tower-sessions setup: the store, the per-session locks shared with
+/// HTTP routes, the connection policy, and the one call that wires the HTTP side.
 ///
 /// Register each namespace through [`SocketSessions::handler`]: it attaches the session and
 /// registers your event handlers before the client is told it is connected, so no first event
-/// is ever missed.
+/// is ever missed. Then [`SocketSessions::layer`] wraps the router (outside the socket.io
+/// layer) with the origin check, the lock layer and the session layer, in that order.
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use session_runtime::{with_session, Session, SessionError, SocketSessions};
+/// use session_runtime::{with_session, SessionError, SocketSession, SocketSessions};
 /// use socketioxide::{extract::SocketRef, SocketIo};
-/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+/// use tower_sessions::MemoryStore;
 ///
 /// #[with_session(autosave)]
-/// async fn incr(session: Session) -> Result<i64, SessionError> {
+/// async fn incr(session: SocketSession) -> Result<i64, SessionError> {
 ///     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
 ///     session.insert("count", count)?;
 ///     Ok(count)
 /// }
 ///
-/// let store = MemoryStore::default();
-/// let sessions = SocketSessions::new(store.clone());
+/// let sessions = SocketSessions::new(MemoryStore::default()); // any tower-sessions 0.14 store
 ///
 /// let (sio_layer, io) = SocketIo::new_layer();
 /// io.ns("/", sessions.handler(|socket: SocketRef| {
@@ -89,8 +130,7 @@ impl OnGone {
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(sio_layer)
-///     // Outside the socket.io layer, so the handshake request carries the session.
-///     .layer(SessionManagerLayer::new(store));
+///     .layer(sessions.layer(io, |session_layer| session_layer.with_secure(false)));
 /// ```
 #[derive(Clone)]
 pub struct SocketSessions {
@@ -105,6 +145,19 @@ struct Config {
     on_gone: OnGone,
     timeouts: Timeouts,
     room_key: RoomKey,
+    keep_alive: KeepAlive,
+    /// Built from the fields above; rebuilt by the builders that change them.
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Config {
+    fn rebuild_lifecycle(&mut self) {
+        self.lifecycle = Arc::new(Lifecycle::new(
+            self.room_key.clone(),
+            self.on_gone,
+            self.store.clone(),
+        ));
+    }
 }
 
 impl fmt::Debug for SocketSessions {
@@ -113,27 +166,47 @@ impl fmt::Debug for SocketSessions {
             .field("store", &self.inner.store)
             .field("require_session", &self.inner.require_session)
             .field("on_gone", &self.inner.on_gone)
+            .field("keep_alive", &self.inner.keep_alive)
             .finish_non_exhaustive()
     }
 }
 
 impl SocketSessions {
-    /// Uses `store`, the same store (a clone of it) that the `SessionManagerLayer` uses, with
-    /// in-process [`LocalSessionLocks`].
+    /// Keeps sessions in `store` (any tower-sessions 0.14 store), with in-process
+    /// [`LocalSessionLocks`](crate::locks::LocalSessionLocks). The session layer that
+    /// [`SocketSessions::layer`] builds uses the same store: give it here only.
     pub fn new(store: impl SessionStore) -> Self {
+        let store: Arc<dyn SessionStore> = Arc::new(store);
+        let room_key = RoomKey::random();
+        let lifecycle = Arc::new(Lifecycle::new(
+            room_key.clone(),
+            OnGone::default(),
+            store.clone(),
+        ));
         Self {
             inner: Arc::new(Config {
-                store: Arc::new(store),
+                store,
                 locks: Arc::new(LocalSessionLocks::default()),
                 require_session: false,
                 on_gone: OnGone::default(),
                 timeouts: Timeouts::default(),
-                room_key: RoomKey::random(),
+                room_key,
+                keep_alive: KeepAlive::default(),
+                lifecycle,
             }),
         }
     }
 
-    /// Replaces the per-session locks, e.g. with a distributed implementation.
+    /// Replaces the per-session locks, e.g. with a distributed implementation (see
+    /// [`locks`](crate::locks)).
+    ///
+    /// ```
+    /// use session_runtime::{locks::LocalSessionLocks, SocketSessions};
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// let sessions =
+    ///     SocketSessions::new(MemoryStore::default()).with_locks(LocalSessionLocks::default());
+    /// ```
     pub fn with_locks(mut self, locks: impl SessionLocks) -> Self {
         Arc::make_mut(&mut self.inner).locks = Arc::new(locks);
         self
@@ -145,23 +218,25 @@ impl SocketSessions {
     /// ```
     /// # use session_runtime::SocketSessions;
     /// # use tower_sessions::MemoryStore;
-    /// let sessions = SocketSessions::new(MemoryStore::default()).require_session();
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_session_required();
     /// ```
-    pub fn require_session(mut self) -> Self {
+    pub fn with_session_required(mut self) -> Self {
         Arc::make_mut(&mut self.inner).require_session = true;
         self
     }
 
-    /// Chooses what becomes of a socket that finds its session gone (default:
+    /// Chooses what becomes of a socket whose session is gone (default:
     /// [`OnGone::KeepAnonymous`]).
     ///
     /// ```
     /// # use session_runtime::{OnGone, SocketSessions};
     /// # use tower_sessions::MemoryStore;
-    /// let sessions = SocketSessions::new(MemoryStore::default()).on_gone(OnGone::disconnect());
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_on_gone(OnGone::disconnect());
     /// ```
-    pub fn on_gone(mut self, policy: OnGone) -> Self {
-        Arc::make_mut(&mut self.inner).on_gone = policy;
+    pub fn with_on_gone(mut self, policy: OnGone) -> Self {
+        let config = Arc::make_mut(&mut self.inner);
+        config.on_gone = policy;
+        config.rebuild_lifecycle();
         self
     }
 
@@ -173,10 +248,22 @@ impl SocketSessions {
     /// # use session_runtime::{SocketSessions, Timeouts};
     /// # use tower_sessions::MemoryStore;
     /// let sessions = SocketSessions::new(MemoryStore::default())
-    ///     .timeouts(Timeouts::default().store(Duration::from_millis(500)));
+    ///     .with_timeouts(Timeouts::default().with_store(Duration::from_millis(500)));
     /// ```
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         Arc::make_mut(&mut self.inner).timeouts = timeouts;
+        self
+    }
+
+    /// Chooses which socket events extend a session's expiry (default: [`KeepAlive::Events`]).
+    ///
+    /// ```
+    /// # use session_runtime::{KeepAlive, SocketSessions};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_keep_alive(KeepAlive::Off);
+    /// ```
+    pub fn with_keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        Arc::make_mut(&mut self.inner).keep_alive = keep_alive;
         self
     }
 
@@ -199,10 +286,12 @@ impl SocketSessions {
     /// # use tower_sessions::MemoryStore;
     /// // The same secret on every node, e.g. the cookie key's `master()`.
     /// let secret = [0x5e; 64];
-    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key(secret);
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_room_key(secret);
     /// ```
-    pub fn room_key(mut self, secret: impl AsRef<[u8]>) -> Self {
-        Arc::make_mut(&mut self.inner).room_key = RoomKey::derive(secret.as_ref());
+    pub fn with_room_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let config = Arc::make_mut(&mut self.inner);
+        config.room_key = RoomKey::derive(secret.as_ref());
+        config.rebuild_lifecycle();
         self
     }
 
@@ -212,43 +301,102 @@ impl SocketSessions {
     /// ```
     /// # use session_runtime::SocketSessions;
     /// # use tower_sessions::{session::Id, MemoryStore};
-    /// let sessions = SocketSessions::new(MemoryStore::default()).room_key([7; 32]);
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_room_key([7; 32]);
     /// let id = Id::default();
     /// let room = sessions.room(id);
     /// assert!(room.starts_with("session:"));
     /// assert!(!room.contains(&id.to_string()));
     /// ```
     pub fn room(&self, id: Id) -> String {
-        self.inner.room_key.room(id)
+        self.inner.lifecycle.room(id)
     }
 
     pub(crate) fn bounds(&self) -> &Timeouts {
         &self.inner.timeouts
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
     }
 
-    /// The per-session locks.
-    pub fn locks(&self) -> &Arc<dyn SessionLocks> {
+    pub(crate) fn locks(&self) -> &Arc<dyn SessionLocks> {
         &self.inner.locks
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.inner.lifecycle
+    }
+
+    pub(crate) fn keep_alive(&self) -> KeepAlive {
+        self.inner.keep_alive
     }
 
     pub(crate) fn policy_on_gone(&self) -> OnGone {
         self.inner.on_gone
     }
 
-    /// The layer that lets HTTP routes take the same per-session locks as the sockets (see
-    /// [`LockedSession`](crate::http::LockedSession)). Add
-    /// [`push_gone`](SessionLockLayer::push_gone) to tell a session's sockets at once when a
-    /// route logs it out or rotates its id.
-    pub fn lock_layer(&self) -> SessionLockLayer {
-        let push = GonePush::new(self.inner.room_key.clone(), self.inner.on_gone);
-        SessionLockLayer::new(self.inner.locks.clone())
-            .timeouts(self.inner.timeouts)
-            .with_gone_push(push)
+    /// The whole HTTP side in one layer, to put **outside** the socket.io layer: the origin
+    /// check (same origin; see [`SessionStack::with_origin_check`]), the lock layer that
+    /// [`LockedSession`](crate::http::LockedSession) needs and that pushes every logout and
+    /// rotation to the session's sockets through `io`, and the tower-sessions session layer
+    /// on this store, configured by `configure` (cookie name, key, expiry, ...), in that
+    /// order.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use session_runtime::SocketSessions;
+    /// use socketioxide::{extract::SocketRef, SocketIo};
+    /// use tower_sessions::{cookie::Key, Expiry, MemoryStore};
+    ///
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (sio_layer, io) = SocketIo::new_layer();
+    /// io.ns("/", sessions.handler(|_: SocketRef| {}));
+    /// let idle = tower_sessions::cookie::time::Duration::minutes(30);
+    /// let app: Router = Router::new().layer(sio_layer).layer(sessions.layer(io, |layer| {
+    ///     layer
+    ///         .with_private(Key::generate())
+    ///         .with_expiry(Expiry::OnInactivity(idle))
+    /// }));
+    /// ```
+    pub fn layer<A, C>(
+        &self,
+        io: SocketIo<A>,
+        configure: impl FnOnce(
+            SessionManagerLayer<WatchedStore>,
+        ) -> SessionManagerLayer<WatchedStore, C>,
+    ) -> SessionStack<C>
+    where
+        A: Adapter,
+        C: CookieController,
+    {
+        SessionStack::new(
+            OriginCheckLayer::same_origin(),
+            self.lock_layer(io),
+            configure(self.session_layer()),
+        )
+    }
+
+    /// The tower-sessions layer on this store, for a stack assembled by hand (prefer
+    /// [`SocketSessions::layer`]): configure it as usual and put it **outside** the socket.io
+    /// layer and inside [`SocketSessions::lock_layer`].
+    pub fn session_layer(&self) -> SessionManagerLayer<WatchedStore> {
+        SessionManagerLayer::new(WatchedStore {
+            inner: self.inner.store.clone(),
+            lifecycle: self.inner.lifecycle.clone(),
+        })
+    }
+
+    /// The lock layer, for a stack assembled by hand (prefer [`SocketSessions::layer`]): it
+    /// lets HTTP routes take the same per-session locks as the sockets (see
+    /// [`LockedSession`](crate::http::LockedSession)) and pushes through `io` every session a
+    /// request ends. Put it **outside** the session layer.
+    pub fn lock_layer<A: Adapter>(&self, io: SocketIo<A>) -> SessionLockLayer {
+        self.inner.lifecycle.push_through(io);
+        SessionLockLayer::new(
+            self.inner.locks.clone(),
+            self.inner.timeouts,
+            self.inner.lifecycle.clone(),
+        )
     }
 
     /// A connect middleware that attaches the session to each socket, for namespaces whose
@@ -274,6 +422,17 @@ impl SocketSessions {
     /// The connect handler of a namespace: attaches the session to each socket, then calls
     /// `register` to register its event handlers, all before the client is told it is
     /// connected. Middleware added with `.with(..)` runs after the session is attached.
+    ///
+    /// ```
+    /// # use session_runtime::SocketSessions;
+    /// # use socketioxide::{extract::SocketRef, SocketIo};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (_layer, io) = SocketIo::new_layer();
+    /// io.ns("/", sessions.handler(|socket: SocketRef| {
+    ///     socket.on("ping", async || {});
+    /// }));
+    /// ```
     pub fn handler<F>(&self, register: F) -> SessionConnectHandler<F> {
         SessionConnectHandler {
             sessions: self.clone(),
@@ -283,14 +442,14 @@ impl SocketSessions {
     }
 
     async fn attach_to<A: Adapter>(&self, socket: &Arc<Socket<A>>) -> Result<(), SessionError> {
-        let Some(http) = socket
-            .req_parts()
-            .extensions
-            .get::<tower_sessions::Session>()
-        else {
-            tracing::error!("the handshake request has no session: put `SessionManagerLayer` outside `SocketIoLayer`");
+        let parts = socket.req_parts();
+        let Some(http) = parts.extensions.get::<tower_sessions::Session>() else {
+            tracing::error!("the handshake request has no session: put `SocketSessions::layer` outside `SocketIoLayer`");
             return Err(SessionError::NoSessionLayer);
         };
+        self.inner
+            .lifecycle
+            .check_wiring(parts.extensions.get::<Wired>().is_some());
         // The handshake's session caches its record forever: take only its id and expiry.
         let handle = SessionHandle::new(socket, http.id(), http.expiry(), self.clone());
         if self.inner.require_session && (handle.id().is_none() || !handle.read().await?.exists()) {

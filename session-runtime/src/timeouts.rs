@@ -27,11 +27,11 @@ use crate::SessionError;
 /// use session_runtime::{SocketSessions, Timeouts};
 /// use tower_sessions::MemoryStore;
 ///
-/// let sessions = SocketSessions::new(MemoryStore::default()).timeouts(
+/// let sessions = SocketSessions::new(MemoryStore::default()).with_timeouts(
 ///     Timeouts::default()
-///         .store(Duration::from_secs(1))
-///         .lock(Duration::from_secs(2))
-///         .handler(None), // handlers that may legitimately run long
+///         .with_store(Duration::from_secs(1))
+///         .with_lock(Duration::from_secs(2))
+///         .with_handler(None), // handlers that may legitimately run long
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +53,13 @@ impl Default for Timeouts {
 
 impl Timeouts {
     /// The bound on each store operation (load, save, delete).
-    pub fn store(mut self, limit: Duration) -> Self {
+    pub fn with_store(mut self, limit: Duration) -> Self {
         self.store = limit;
         self
     }
 
     /// The bound on waiting for a session's lock held by another writer.
-    pub fn lock(mut self, limit: Duration) -> Self {
+    pub fn with_lock(mut self, limit: Duration) -> Self {
         self.lock = limit;
         self
     }
@@ -67,7 +67,7 @@ impl Timeouts {
     /// The bound on a handler's body, or `None` for none. Without one, a body that never
     /// finishes keeps its session's lock (other writers of that session get
     /// [`SessionError::Busy`]) and its client waits for ever.
-    pub fn handler(mut self, limit: Option<Duration>) -> Self {
+    pub fn with_handler(mut self, limit: Option<Duration>) -> Self {
         self.handler = limit;
         self
     }

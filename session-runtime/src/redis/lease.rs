@@ -17,8 +17,11 @@ use super::{
     Held, Keys, Shared,
 };
 use crate::{
-    LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionError, SessionLease,
-    SessionLockGuard, SessionLocks,
+    locks::{
+        LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
+        SessionLocks,
+    },
+    SessionError,
 };
 
 /// The first pause before asking again for a lease another node holds; it doubles up to

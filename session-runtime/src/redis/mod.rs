@@ -15,7 +15,6 @@
 //! use session_runtime::redis::{socketioxide_redis::FredAdapter, RedisSessions};
 //! use session_runtime::SocketSessions;
 //! use socketioxide::{extract::SocketRef, SocketIo};
-//! use tower_sessions::SessionManagerLayer;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let redis = RedisSessions::connect("redis://127.0.0.1:6379").await?;
@@ -26,8 +25,7 @@
 //! io.ns("/", sessions.handler(|_socket: SocketRef<FredAdapter<_>>| {})).await?;
 //! let app: Router = Router::new()
 //!     .layer(sio_layer)
-//!     .layer(SessionManagerLayer::new(redis.store()))
-//!     .layer(sessions.lock_layer());
+//!     .layer(sessions.layer(io, |layer| layer)); // the session layer keeps its records here too
 //! # Ok(()) }
 //! ```
 //!
@@ -36,12 +34,12 @@
 //! A writer takes its session's lease before it reloads the record and gives it back after it
 //! saved. The lease is a key beside the record, `{<id>}:lock` (the same Redis Cluster hash slot
 //! as the record under the bare `<id>`; ids are base64url and hold no braces), set to a random
-//! token of the holder's with `NX` and a bounded lifetime ([`RedisSessions::lease`], 5 s by
+//! token of the holder's with `NX` and a bounded lifetime ([`RedisSessions::with_lease`], 5 s by
 //! default). While its holder runs, a task renews it every third of that lifetime; only the
 //! holder releases it. Writers of one process queue in the process first
-//! ([`LocalSessionLocks`](crate::LocalSessionLocks)), so one of them at a time polls Redis
+//! ([`LocalSessionLocks`](crate::locks::LocalSessionLocks)), so one of them at a time polls Redis
 //! (with backoff) while another node holds the lease; the runtime's lock bound
-//! ([`Timeouts::lock`](crate::Timeouts::lock)) ends the wait with
+//! ([`Timeouts::with_lock`](crate::Timeouts::with_lock)) ends the wait with
 //! [`SessionError::Busy`](crate::SessionError::Busy).
 //!
 //! **Fencing.** A holder that is paused or cut off for longer than the lifetime loses the
@@ -106,7 +104,7 @@ const POOL_SIZE: usize = 2;
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = RedisSessions::connect("redis://127.0.0.1:6379")
 ///     .await?
-///     .lease(Duration::from_secs(2));
+///     .with_lease(Duration::from_secs(2));
 /// let (store, locks) = (redis.store(), redis.locks());
 /// # Ok(()) }
 /// ```
@@ -195,7 +193,7 @@ impl RedisSessions {
     /// # Panics
     ///
     /// When `ttl` is under 30 ms: renewals would not keep up.
-    pub fn lease(mut self, ttl: Duration) -> Self {
+    pub fn with_lease(mut self, ttl: Duration) -> Self {
         assert!(
             ttl >= Duration::from_millis(30),
             "a lease of {ttl:?} is too short to renew"

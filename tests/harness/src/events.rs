@@ -28,7 +28,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use session_runtime::{with_session, ReadOnlySession, Session, SessionData, SessionError};
+use session_runtime::{
+    with_session, ReadOnlySocketSession, SessionData, SessionError, SocketSession,
+};
 use session_workspace::protocol::parse_user;
 use socketioxide::{
     adapter::Adapter,
@@ -59,63 +61,66 @@ pub fn register(socket: &SocketRef) {
 }
 
 #[with_session(readonly)]
-async fn whoami(session: ReadOnlySession) -> Result<Value, SessionError> {
+async fn whoami(session: ReadOnlySocketSession) -> Result<Value, SessionError> {
     Ok(json!({ "user": session.get::<String>("user")? }))
 }
 
 /// Generic over the adapter, as a handler of a library would be.
 #[with_session(autosave)]
-async fn incr<A: Adapter>(_socket: SocketRef<A>, session: Session) -> Result<i64, SessionError> {
+async fn incr<A: Adapter>(
+    _socket: SocketRef<A>,
+    session: SocketSession,
+) -> Result<i64, SessionError> {
     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
     session.insert("count", count)?;
     Ok(count)
 }
 
 #[with_session(autosave)]
-async fn login(session: Session, Data(body): Data<Value>) -> Result<Value, BoxError> {
+async fn login(session: SocketSession, Data(body): Data<Value>) -> Result<Value, BoxError> {
     let user = parse_user(&body)?;
     session.insert("user", &user)?;
     Ok(json!({ "ok": true }))
 }
 
 #[with_session(autosave)]
-async fn logout(session: Session) -> Result<Value, SessionError> {
+async fn logout(session: SocketSession) -> Result<Value, SessionError> {
     session.remove_value("user")?;
     Ok(json!({ "ok": true }))
 }
 
 #[with_session(autosave)]
-async fn peek(session: Session) -> Result<Option<i64>, SessionError> {
+async fn peek(session: SocketSession) -> Result<Option<i64>, SessionError> {
     session.get::<i64>("count")
 }
 
 #[with_session(autosave)]
-async fn same(session: Session) -> Result<Value, SessionError> {
+async fn same(session: SocketSession) -> Result<Value, SessionError> {
     let count = session.get_value("count").unwrap_or(json!(0));
     session.insert_value("count", count.clone())?;
     Ok(count)
 }
 
 #[with_session(autosave)]
-async fn delete(session: Session) -> Result<Value, SessionError> {
+async fn delete(session: SocketSession) -> Result<Value, SessionError> {
     session.flush()?;
     Ok(json!({ "ok": true }))
 }
 
 #[with_session(autosave)]
-async fn fail_after_write(session: Session) -> Result<(), BoxError> {
+async fn fail_after_write(session: SocketSession) -> Result<(), BoxError> {
     scribble(&session)?;
     Err("deliberate failure after writing".into())
 }
 
 #[with_session(autosave)]
-async fn panic_after_write(session: Session) -> Result<(), SessionError> {
+async fn panic_after_write(session: SocketSession) -> Result<(), SessionError> {
     scribble(&session)?;
     panic!("deliberate panic after writing");
 }
 
 /// What a failing handler writes before it fails: none of it may reach the store.
-pub(crate) fn scribble(session: &Session) -> Result<(), SessionError> {
+pub(crate) fn scribble(session: &SocketSession) -> Result<(), SessionError> {
     session.insert("count", 1000)?;
     session.insert("user", "mallory")
 }
@@ -153,7 +158,7 @@ impl HoldProbe {
 #[with_session(autosave)]
 async fn hold(
     State(probe): State<Arc<HoldProbe>>,
-    session: Session,
+    session: SocketSession,
 ) -> Result<Value, SessionError> {
     session.insert("held", true)?;
     probe.hold().await;
@@ -190,7 +195,7 @@ impl From<SessionError> for Refused {
 #[with_session(autosave, require = "user")]
 async fn spend(
     State(runs): State<Runs>,
-    session: Session,
+    session: SocketSession,
     Data(amount): Data<i64>,
 ) -> Result<i64, Refused> {
     runs.count();
@@ -216,20 +221,20 @@ async fn add(mut cart: SessionData<Cart>, Data(item): Data<String>) -> usize {
 }
 
 #[with_session(readonly, require = "user")]
-async fn member(session: ReadOnlySession) -> Result<Option<String>, SessionError> {
+async fn member(session: ReadOnlySocketSession) -> Result<Option<String>, SessionError> {
     session.get("user")
 }
 
 /// Acknowledges by itself, before its save.
 #[with_session(autosave)]
-async fn note(session: Session, ack: AckSender, Data(text): Data<String>) {
+async fn note(session: SocketSession, ack: AckSender, Data(text): Data<String>) {
     let saved = session.insert("note", &text).is_ok();
     ack.send(&json!({ "noted": saved })).ok();
 }
 
 /// Writes, then leaves early or through `?`: the save and the ack run either way.
 #[with_session(autosave)]
-async fn tally(session: Session, Data(step): Data<String>) -> Result<i64, SessionError> {
+async fn tally(session: SocketSession, Data(step): Data<String>) -> Result<i64, SessionError> {
     session.insert("touched", true)?;
     if step == "early" {
         session.insert("tally", 7)?;
@@ -242,7 +247,7 @@ async fn tally(session: Session, Data(step): Data<String>) -> Result<i64, Sessio
 
 /// The connect guard of [`MEMBERS`](crate::server::MEMBERS): a user, and not a banned one.
 #[with_session(readonly, require = "user", connect)]
-pub async fn members_only(session: ReadOnlySession) -> Result<(), Refused> {
+pub async fn members_only(session: ReadOnlySocketSession) -> Result<(), Refused> {
     match session.get::<bool>("banned") {
         Ok(Some(true)) => Err(Refused("this account is banned")),
         _ => Ok(()),

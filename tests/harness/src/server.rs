@@ -30,8 +30,10 @@ use std::{
 
 use axum::routing::{get, post};
 use session_runtime::{
-    redis::RedisSessions, LocalSessionLocks, LockFuture, OnGone, SessionError, SessionLockGuard,
-    SessionLocks, SocketSessions, Timeouts,
+    http::WatchedStore,
+    locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks},
+    redis::RedisSessions,
+    OnGone, SessionError, SocketSessions, Timeouts,
 };
 use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
@@ -179,7 +181,7 @@ impl ServerBuilder {
                 RedisSessions::connect(url)
                     .await
                     .expect("connect to redis")
-                    .lease(*lease),
+                    .with_lease(*lease),
             ),
             None => None,
         };
@@ -190,7 +192,7 @@ impl ServerBuilder {
         store.set_latency(self.latency);
 
         let locks = LocalSessionLocks::default();
-        let mut sessions = SocketSessions::new(store.clone()).on_gone(self.on_gone);
+        let mut sessions = SocketSessions::new(store.clone()).with_on_gone(self.on_gone);
         sessions = match (self.locks, &redis) {
             (LockKind::Local, Some(redis)) => sessions.with_locks(redis.locks()),
             (LockKind::Local, None) => sessions.with_locks(locks.clone()),
@@ -198,10 +200,10 @@ impl ServerBuilder {
             (LockKind::Failing, _) => sessions.with_locks(FailingLocks),
         };
         if self.require_session {
-            sessions = sessions.require_session();
+            sessions = sessions.with_session_required();
         }
         if let Some(timeouts) = self.timeouts {
-            sessions = sessions.timeouts(timeouts);
+            sessions = sessions.with_timeouts(timeouts);
         }
 
         let probe = Arc::new(HoldProbe::default());
@@ -234,22 +236,32 @@ impl ServerBuilder {
             .route("/set", post(routes::set))
             .layer(axum::middleware::from_fn(routes::read_user_first))
             .layer(sio_layer);
-        let mut layer = SessionManagerLayer::new(store.clone()).with_secure(false);
-        if let Some(expiry) = self.expiry {
-            layer = layer.with_expiry(expiry);
-        }
+        // Without the push, its sockets learn at their next event: pushes then go to a
+        // socket.io server that has no sockets.
+        let push_to = if self.push_gone {
+            io.clone()
+        } else {
+            SocketIo::new_layer().1
+        };
         // The key exists only here: the socket side reads the id the layer verified.
         let key = Key::generate();
-        let app = match self.cookie {
-            CookieMode::Plain => router.layer(layer),
-            CookieMode::Signed => router.layer(layer.with_signed(key)),
-            CookieMode::Private => router.layer(layer.with_private(key)),
-        }
-        .layer(if self.push_gone {
-            sessions.lock_layer().push_gone(io.clone())
-        } else {
-            sessions.lock_layer()
-        });
+        let (cookie, expiry) = (self.cookie, self.expiry);
+        let configure = move |layer: SessionManagerLayer<WatchedStore>| {
+            let layer = layer.with_secure(false);
+            match expiry {
+                Some(expiry) => layer.with_expiry(expiry),
+                None => layer,
+            }
+        };
+        let app = match cookie {
+            CookieMode::Plain => router.layer(sessions.layer(push_to, configure)),
+            CookieMode::Signed => {
+                router.layer(sessions.layer(push_to, |l| configure(l).with_signed(key)))
+            }
+            CookieMode::Private => {
+                router.layer(sessions.layer(push_to, |l| configure(l).with_private(key)))
+            }
+        };
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,11 +1,11 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 use socketioxide::extract::AckSender;
 
 #[with_session(autosave)]
-async fn incr(session: Session, ack: AckSender) -> i64 {
+async fn incr(session: SocketSession, ack: AckSender) -> i64 {
     let _ = (session, ack);
     1
 }

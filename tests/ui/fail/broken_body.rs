@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session, SessionError};
+use session_runtime::{with_session, SocketSession, SessionError};
 
 #[with_session(autosave)]
-async fn incr(session: Session) -> Result<i64, SessionError> {
+async fn incr(session: SocketSession) -> Result<i64, SessionError> {
     let count = ;
     session.insert("count", count)?;
     Ok(count)

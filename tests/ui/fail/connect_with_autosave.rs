@@ -1,7 +1,7 @@
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 #[with_session(autosave, connect)]
-async fn guard(session: Session) {
+async fn guard(session: SocketSession) {
     let _ = session;
 }
 

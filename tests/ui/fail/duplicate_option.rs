@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, ReadOnlySession};
+use session_runtime::{with_session, ReadOnlySocketSession};
 
 #[with_session(readonly, require = "user", require = "admin")]
-async fn whoami(session: ReadOnlySession) {
+async fn whoami(session: ReadOnlySocketSession) {
     let _ = session;
 }
 

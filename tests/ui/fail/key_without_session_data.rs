@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 #[with_session(autosave, key = "cart")]
-async fn add(session: Session) {
+async fn add(session: SocketSession) {
     let _ = session;
 }
 

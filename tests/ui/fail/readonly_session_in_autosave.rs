@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, ReadOnlySession};
+use session_runtime::{with_session, ReadOnlySocketSession};
 
 #[with_session(autosave)]
-async fn incr(session: ReadOnlySession) {
+async fn incr(session: ReadOnlySocketSession) {
     let _ = session;
 }
 

@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, ReadOnlySession, SessionError};
+use session_runtime::{with_session, ReadOnlySocketSession, SessionError};
 
 #[with_session(readonly)]
-async fn login(session: ReadOnlySession) -> Result<(), SessionError> {
+async fn login(session: ReadOnlySocketSession) -> Result<(), SessionError> {
     session.insert("user", "mallory")?;
     Ok(())
 }

@@ -1,12 +1,12 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 struct Count(i64);
 
 #[with_session(autosave)]
-async fn incr(session: Session) -> Count {
+async fn incr(session: SocketSession) -> Count {
     Count(session.get("count").ok().flatten().unwrap_or(0))
 }
 

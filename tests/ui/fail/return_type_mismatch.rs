@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 #[with_session(autosave)]
-async fn incr(session: Session) -> i64 {
+async fn incr(session: SocketSession) -> i64 {
     let _ = session;
     "one"
 }

@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 #[with_session(readonly)]
-async fn whoami(session: Session) {
+async fn whoami(session: SocketSession) {
     let _ = session;
 }
 

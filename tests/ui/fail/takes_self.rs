@@ -1,13 +1,13 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 struct Api;
 
 impl Api {
     #[with_session(autosave)]
-    async fn incr(&self, session: Session) {
+    async fn incr(&self, session: SocketSession) {
         let _ = session;
     }
 }

@@ -1,10 +1,10 @@
 #[path = "../support.rs"]
 mod support;
 
-use session_runtime::{with_session, Session};
+use session_runtime::{with_session, SocketSession};
 
 #[with_session(autosave)]
-async fn incr(session: Session, again: Session) {
+async fn incr(session: SocketSession, again: SocketSession) {
     let _ = (session, again);
 }
 

@@ -1,7 +1,7 @@
 //! `connect` turns a readonly handler into a connect middleware that can refuse the socket.
 use std::fmt;
 
-use session_runtime::{with_session, ReadOnlySession, SocketSessions};
+use session_runtime::{with_session, ReadOnlySocketSession, SocketSessions};
 use socketioxide::{adapter::Adapter, extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::MemoryStore;
 
@@ -17,7 +17,7 @@ impl fmt::Display for Banned {
 #[with_session(readonly, require = "user", connect)]
 async fn members_only<A: Adapter>(
     _socket: SocketRef<A>,
-    session: ReadOnlySession,
+    session: ReadOnlySocketSession,
 ) -> Result<(), Banned> {
     match session.get::<bool>("banned") {
         Ok(Some(true)) => Err(Banned),
@@ -26,7 +26,7 @@ async fn members_only<A: Adapter>(
 }
 
 #[with_session(readonly, connect)]
-async fn log(session: ReadOnlySession) {
+async fn log(session: ReadOnlySocketSession) {
     let _ = session.exists();
 }
 

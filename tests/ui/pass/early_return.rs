@@ -4,7 +4,7 @@
 mod support;
 use std::fmt;
 
-use session_runtime::{with_session, Session, SessionError};
+use session_runtime::{with_session, SocketSession, SessionError};
 use socketioxide::extract::Data;
 
 #[derive(Debug)]
@@ -29,7 +29,7 @@ impl From<SessionError> for SpendError {
 }
 
 #[with_session(autosave, require = "user")]
-async fn spend(session: Session, Data(amount): Data<i64>) -> Result<i64, SpendError> {
+async fn spend(session: SocketSession, Data(amount): Data<i64>) -> Result<i64, SpendError> {
     if amount <= 0 {
         return Err(SpendError::Refused("the amount must be positive"));
     }
@@ -43,7 +43,7 @@ async fn spend(session: Session, Data(amount): Data<i64>) -> Result<i64, SpendEr
 }
 
 #[with_session(autosave)]
-async fn reset(session: Session) -> Option<i64> {
+async fn reset(session: SocketSession) -> Option<i64> {
     let old = session.remove::<i64>("balance").ok()??;
     if old == 0 {
         return None;

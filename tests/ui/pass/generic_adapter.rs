@@ -2,11 +2,11 @@
 
 #[path = "../support.rs"]
 mod support;
-use session_runtime::{with_session, Session, SessionError};
+use session_runtime::{with_session, SocketSession, SessionError};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 #[with_session(autosave)]
-async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) -> Result<i64, SessionError> {
+async fn incr<A: Adapter>(socket: SocketRef<A>, session: SocketSession) -> Result<i64, SessionError> {
     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
     session.insert("count", count)?;
     socket.emit("count", &count).ok();
@@ -14,7 +14,7 @@ async fn incr<A: Adapter>(socket: SocketRef<A>, session: Session) -> Result<i64,
 }
 
 #[with_session(readonly)]
-async fn count<A>(session: session_runtime::ReadOnlySession, _socket: SocketRef<A>) -> i64
+async fn count<A>(session: session_runtime::ReadOnlySocketSession, _socket: SocketRef<A>) -> i64
 where
     A: Adapter,
 {

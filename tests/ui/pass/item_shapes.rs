@@ -2,7 +2,7 @@
 
 #[path = "../support.rs"]
 mod support;
-use session_runtime::{with_session, ReadOnlySession, Session, SessionError};
+use session_runtime::{with_session, ReadOnlySocketSession, SocketSession, SessionError};
 
 mod handlers {
     use super::*;
@@ -10,7 +10,7 @@ mod handlers {
     /// Documented, public, and used from another module.
     #[with_session(autosave)]
     #[allow(clippy::needless_return)]
-    pub async fn touch(session: Session) -> Result<(), SessionError> {
+    pub async fn touch(session: SocketSession) -> Result<(), SessionError> {
         #![allow(unused_mut)]
         let mut now = 1_u8;
         session.insert("touched", now)?;
@@ -24,7 +24,7 @@ struct Api;
 
 impl Api {
     #[with_session(readonly)]
-    pub(crate) async fn peek(session: ReadOnlySession) -> bool {
+    pub(crate) async fn peek(session: ReadOnlySocketSession) -> bool {
         session.exists()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use serde::Deserialize;
-use session_runtime::{with_session, ReadOnlySession, Session, SocketSessions};
+use session_runtime::{with_session, ReadOnlySocketSession, SocketSession, SocketSessions};
 use socketioxide::{
     extract::{AckSender, Data, Event, Extension, SocketRef, State},
     SocketIo,
@@ -26,7 +26,7 @@ async fn post(
     Event(event): Event,
     State(counter): State<Counter>,
     Data(message): Data<Message>,
-    session: Session,
+    session: SocketSession,
     socket: SocketRef,
     ack: AckSender,
 ) {
@@ -43,7 +43,7 @@ struct Room(String);
 async fn room(
     payload: socketioxide::extract::Data<serde_json::Value>,
     Extension(room): Extension<Room>,
-    session: ReadOnlySession,
+    session: ReadOnlySocketSession,
     ack: AckSender,
 ) {
     let user: Option<String> = session.get("user").ok().flatten();

@@ -4,7 +4,7 @@
 #[path = "../support.rs"]
 mod support;
 use serde::Serialize;
-use session_runtime::{with_session, ReadOnlySession, Session, SessionError};
+use session_runtime::{with_session, ReadOnlySocketSession, SocketSession, SessionError};
 
 #[derive(Serialize)]
 struct Profile {
@@ -12,31 +12,31 @@ struct Profile {
 }
 
 #[with_session(readonly)]
-async fn unit(session: ReadOnlySession) {
+async fn unit(session: ReadOnlySocketSession) {
     let _ = session.contains_key("user");
 }
 
 #[with_session(readonly)]
-async fn value(session: ReadOnlySession) -> Profile {
+async fn value(session: ReadOnlySocketSession) -> Profile {
     Profile {
         user: session.get("user").ok().flatten(),
     }
 }
 
 #[with_session(readonly)]
-async fn opaque(session: ReadOnlySession) -> impl Serialize {
+async fn opaque(session: ReadOnlySocketSession) -> impl Serialize {
     session.get_value("user")
 }
 
 #[with_session(readonly)]
-async fn result(session: ReadOnlySession) -> Result<Profile, SessionError> {
+async fn result(session: ReadOnlySocketSession) -> Result<Profile, SessionError> {
     Ok(Profile {
         user: session.get("user")?,
     })
 }
 
 #[with_session(autosave)]
-async fn opaque_result(session: Session) -> Result<impl Serialize, SessionError> {
+async fn opaque_result(session: SocketSession) -> Result<impl Serialize, SessionError> {
     session.insert("seen", true)?;
     Ok(vec![1, 2, 3])
 }
@@ -46,7 +46,7 @@ mod answer {
 }
 
 #[with_session(autosave)]
-async fn alias(session: Session) -> answer::Result<bool> {
+async fn alias(session: SocketSession) -> answer::Result<bool> {
     Ok(session.is_modified())
 }
 

@@ -3,7 +3,7 @@
 #[path = "../support.rs"]
 mod support;
 use serde::{Deserialize, Serialize};
-use session_runtime::{with_session, ReadOnlySession, SessionData};
+use session_runtime::{with_session, ReadOnlySocketSession, SessionData};
 use socketioxide::extract::Data;
 
 #[derive(Default, Serialize, Deserialize)]
@@ -24,7 +24,7 @@ async fn visit(mut visits: session_runtime::SessionData<u64>) -> u64 {
 }
 
 #[with_session(readonly, require = "user")]
-async fn whoami(session: ReadOnlySession) -> Option<String> {
+async fn whoami(session: ReadOnlySocketSession) -> Option<String> {
     session.get("user").ok().flatten()
 }
 

@@ -36,9 +36,9 @@ use std::{
 use axum::{routing::get, Json};
 use serde_json::{json, Value};
 use session_runtime::{
+    locks::{LocalSessionLocks, SessionLocks},
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
-    with_session, LocalSessionLocks, ReadOnlySession, Session, SessionError, SessionLocks,
-    SocketSessions,
+    with_session, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
 };
 // `DefinedAdapter` and `Spawnable` live in socketioxide's core: the same core, pinned by
 // socketioxide's own version (one core in the lockfile).
@@ -51,7 +51,7 @@ use socketioxide::{
 use socketioxide_core::adapter::{DefinedAdapter, Spawnable};
 use tower_sessions::{
     session::{Id, Record},
-    session_store, MemoryStore, SessionManagerLayer, SessionStore,
+    session_store, MemoryStore, SessionStore,
 };
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -299,17 +299,11 @@ async fn serve<S: SessionStore + Clone, A: Adapter + DefinedAdapter>(
                 }
             }),
         );
-    let session_layer = SessionManagerLayer::new(store).with_secure(false);
+    let stack = sessions.layer(io, |layer| layer.with_secure(false));
     let app = match (args.knobs.bare, args.knobs.own_head) {
         // Bare socketioxide: the handshake passes no session layer (HTTP routes still do).
-        (true, _) => app
-            .layer(session_layer)
-            .layer(sessions.lock_layer())
-            .layer(sio_layer),
-        (false, _) => app
-            .layer(sio_layer)
-            .layer(session_layer)
-            .layer(sessions.lock_layer()),
+        (true, _) => app.layer(stack).layer(sio_layer),
+        (false, _) => app.layer(sio_layer).layer(stack),
     };
 
     let listener = args.knobs.listen(args.port)?;
@@ -442,13 +436,13 @@ fn answer_with<A: Adapter>(ack: AckSender<A>, answer: Result<Value, String>) {
 // (c) and (d): the runtime.
 
 #[with_session(autosave)]
-async fn incr(session: Session) -> Result<i64, SessionError> {
+async fn incr(session: SocketSession) -> Result<i64, SessionError> {
     let count = session.get::<i64>("count")?.unwrap_or(0) + 1;
     session.insert("count", count)?;
     Ok(count) // acknowledged after the save
 }
 
 #[with_session(readonly)]
-async fn whoami(session: ReadOnlySession) -> Result<Value, SessionError> {
+async fn whoami(session: ReadOnlySocketSession) -> Result<Value, SessionError> {
     Ok(json!({ "user": session.get::<String>("user")? }))
 }
