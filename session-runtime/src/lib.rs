@@ -45,6 +45,8 @@
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 //! [socketioxide]: https://docs.rs/socketioxide/0.18
 #![warn(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): items behind a feature say which one. Stable ignores it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod gone;
@@ -53,6 +55,7 @@ pub mod http;
 mod locks;
 pub mod origin;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod scale;
 mod session;
