@@ -11,7 +11,7 @@ use session_harness::{TestServer, Transport, User, HAND_WRITTEN, TIMEOUT};
 use session_runtime::{LocalSessionLocks, SessionLocks, Timeouts};
 use tower_sessions::session::Id;
 
-/// Store latency that makes unserialised read-modify-write lose updates (design.md).
+/// Store latency that makes unserialised read-modify-write lose updates.
 const LATENCY: Duration = Duration::from_millis(2);
 
 /// The namespaces whose handlers must be serialised.
