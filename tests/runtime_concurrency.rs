@@ -14,7 +14,7 @@ use session_runtime::{
 };
 use tower_sessions::session::Id;
 
-/// Store latency that makes unserialised read-modify-write lose updates (design.md).
+/// Store latency that makes unserialised read-modify-write lose updates.
 const LATENCY: Duration = Duration::from_millis(2);
 
 /// The namespaces whose handlers must be serialised.

@@ -149,7 +149,7 @@ async fn bad_login_payload_gets_an_error_ack_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_event_right_after_connect_is_never_missed() {
-    // Handlers registered in a plain connect handler miss some first events (design.md);
+    // Handlers registered in a plain connect handler miss some first events;
     // `SocketSessions::handler` registers them before CONNECT is answered.
     let (server, alice) = alice_on(CookieMode::Plain).await;
     let cookie = alice.cookie();

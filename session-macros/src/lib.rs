@@ -4,6 +4,7 @@
 //! This crate only parses and generates; what the generated code calls lives in
 //! `session_runtime::__private`. The pipeline, one module a step: `attr` (the options) and
 //! `ast` (the item) parse, `valid` checks every rule and builds the model, `expand` generates.
+#![forbid(unsafe_code)]
 
 mod ast;
 mod attr;

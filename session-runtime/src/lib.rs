@@ -46,6 +46,8 @@
 //! [socketioxide]: https://docs.rs/socketioxide/0.18
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs (nightly, `--cfg docsrs`): items behind a feature say which one. Stable ignores it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod gone;
@@ -54,6 +56,7 @@ pub mod http;
 pub mod locks;
 pub mod origin;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod scale;
 mod session;

@@ -46,7 +46,7 @@ use crate::{
 };
 
 /// Socket.io packets buffered per socket. socketioxide's default of 128 overflows under a
-/// burst of 200 concurrent events and then drops acks (design.md); the tests send 100 per
+/// burst of 200 concurrent events and then drops acks; the tests send 100 per
 /// socket and expect every ack.
 pub const MAX_BUFFER_SIZE: usize = 1024;
 
