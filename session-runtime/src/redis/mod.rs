@@ -63,6 +63,7 @@
 //! writes) are not fenced. Clocks do not matter: lifetimes are counted by Redis alone.
 
 mod lease;
+mod resubscribe;
 mod scripts;
 mod store;
 
@@ -235,8 +236,10 @@ impl RedisSessions {
         }
         let subscriber: SubscriberClient = builder.build_subscriber_client()?;
         let adapter = RedisAdapterCtr::new_with_fred(subscriber.clone()).await?;
-        // Shard channels are forgotten by a restarted Redis: subscribe again on reconnection.
-        subscriber.manage_subscriptions();
+        // A restarted Redis or a promoted replica knows none of the subscriptions: subscribe
+        // again on every reconnection (not with fred's `manage_subscriptions`, see
+        // `resubscribe`).
+        resubscribe::after_reconnections(subscriber);
         Ok(adapter)
     }
 }
