@@ -290,9 +290,11 @@ impl RedisSentinel {
             return None;
         }
         let dir = TempDir::new("sentinel");
-        let master = start_server(&[]);
+        let dir_arg = dir.path().to_str().expect("a UTF-8 temporary directory");
+        // A replica keeps the RDB of its sync in its `--dir`: the temporary one.
+        let master = start_server(&["--dir", dir_arg]);
         let replica_of = master.port.to_string();
-        let replica = start_server(&["--replicaof", "127.0.0.1", &replica_of]);
+        let replica = start_server(&["--dir", dir_arg, "--replicaof", "127.0.0.1", &replica_of]);
         poll(TIMEOUT, || {
             try_cli(replica.port, &["INFO", "replication"])
                 .ok()
