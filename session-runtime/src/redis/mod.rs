@@ -153,8 +153,10 @@ impl fmt::Debug for RedisSessions {
 }
 
 impl RedisSessions {
-    /// Connects to the Redis at `url` (`redis://host:port`, `rediss://` with a TLS feature of
-    /// fred) and loads the scripts.
+    /// Connects to the Redis at `url` and loads the scripts: `redis://host:port` (`rediss://`
+    /// with a TLS feature of fred), a Redis Cluster as
+    /// `redis-cluster://host:port?node=host:port&node=...`, or the sentinels of a master as
+    /// `redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port...`.
     ///
     /// The connections speak RESP3 (the adapter needs it; fred takes the protocol from its
     /// config, not from the URL), reconnect every 100 ms after a failure, never resend a
