@@ -22,8 +22,8 @@
 //!
 //! let Some(mut sentinel) = RedisSentinel::start() else { return };
 //! let url = sentinel.url(); // redis-sentinel://127.0.0.1:S1?sentinelServiceName=...&node=...
-//! sentinel.kill_master();
-//! let promoted = sentinel.wait_promoted();
+//! let old = sentinel.kill_master();
+//! let promoted = sentinel.wait_promoted(old);
 //! ```
 
 use std::{
