@@ -13,7 +13,9 @@
 //!   `listening on http://127.0.0.1:<port>` once it accepts connections.
 //! - `SESSION_KEY`: 128 hex digits (64 bytes) that encrypt the session cookie. Without it a key
 //!   is generated at start, so cookies do not survive a restart.
-//! - `REDIS_URL`: `redis://host:port`. Sessions, per-session locks and socket.io broadcasts then
+//! - `REDIS_URL`: `redis://host:port`, `redis-cluster://host:port?node=host:port&node=...` (a
+//!   Redis Cluster) or `redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port...`
+//!   (the sentinels of a master). Sessions, per-session locks and socket.io broadcasts then
 //!   live in that Redis (7 or later), so several processes serve the same users; they must
 //!   share one `SESSION_KEY` (the demo refuses to start without one). Without it, everything
 //!   stays in this process (`MemoryStore`).
@@ -43,7 +45,7 @@ use session_runtime::{
 };
 use socketioxide::{
     adapter::Adapter,
-    extract::{Data, SocketRef},
+    extract::{AckSender, Data, SocketRef},
     layer::SocketIoLayer,
     SocketIo, SocketIoBuilder,
 };
@@ -155,6 +157,26 @@ async fn login(session: SocketSession, Data(body): Data<LoginBody>) -> Result<Va
 async fn logout(session: SocketSession) -> Result<Value, DemoError> {
     session.remove_value("user")?;
     Ok(json!({ "ok": true }))
+}
+
+/// `shout` with any payload: every other socket on `/`, on every node, hears `shout` with it
+/// (a broadcast through the adapter); acks `{"ok": true}`.
+async fn shout<A: Adapter>(socket: SocketRef<A>, Data(data): Data<Value>, ack: AckSender<A>) {
+    let answer = match socket.broadcast().emit("shout", &data).await {
+        Ok(()) => json!({ "ok": true }),
+        Err(err) => json!({ "error": err.to_string() }),
+    };
+    let _ = ack.send(&answer);
+}
+
+/// `sockets`: acks how many sockets `/` has on all nodes together (every node answers the
+/// request through the adapter), or `{"error": ...}` if one does not answer in time.
+async fn sockets<A: Adapter>(io: SocketIo<A>, ack: AckSender<A>) {
+    let answer = match io.fetch_sockets().await {
+        Ok(sockets) => json!(sockets.len()),
+        Err(err) => json!({ "error": err.to_string() }),
+    };
+    let _ = ack.send(&answer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +322,8 @@ fn register<A: Adapter>(socket: SocketRef<A>) {
     socket.on("incr", incr);
     socket.on("login", login);
     socket.on("logout", logout);
+    socket.on("shout", shout);
+    socket.on("sockets", sockets);
 }
 
 /// The whole application on `sessions` and socket.io's layer, whatever its adapter.

@@ -61,6 +61,7 @@
 //! writes) are not fenced. Clocks do not matter: lifetimes are counted by Redis alone.
 
 mod lease;
+mod resubscribe;
 mod scripts;
 mod store;
 
@@ -150,8 +151,10 @@ impl fmt::Debug for RedisSessions {
 }
 
 impl RedisSessions {
-    /// Connects to the Redis at `url` (`redis://host:port`, `rediss://` with a TLS feature of
-    /// fred) and loads the scripts.
+    /// Connects to the Redis at `url` and loads the scripts: `redis://host:port` (`rediss://`
+    /// with a TLS feature of fred), a Redis Cluster as
+    /// `redis-cluster://host:port?node=host:port&node=...`, or the sentinels of a master as
+    /// `redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port...`.
     ///
     /// The connections speak RESP3 (the adapter needs it; fred takes the protocol from its
     /// config, not from the URL), reconnect every 100 ms after a failure, never resend a
@@ -233,8 +236,10 @@ impl RedisSessions {
         }
         let subscriber: SubscriberClient = builder.build_subscriber_client()?;
         let adapter = RedisAdapterCtr::new_with_fred(subscriber.clone()).await?;
-        // Shard channels are forgotten by a restarted Redis: subscribe again on reconnection.
-        subscriber.manage_subscriptions();
+        // A restarted Redis or a promoted replica knows none of the subscriptions: subscribe
+        // again on every reconnection (not with fred's `manage_subscriptions`, see
+        // `resubscribe`).
+        resubscribe::after_reconnections(subscriber);
         Ok(adapter)
     }
 }

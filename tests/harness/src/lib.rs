@@ -15,6 +15,7 @@
 //! | [`process`] | [`Process`]: a child process killed when the test ends, its log kept for failures |
 //! | [`demo`] | [`DemoNode`]: the `login_logout` demo as a real process (one or several) |
 //! | [`redis`] | [`RedisServer`]: a `redis-server` of the test's own on a free port |
+//! | [`redis_ha`] | [`RedisCluster`] (3 masters, 3 replicas) and [`RedisSentinel`] (master, replica, 3 sentinels), for failovers |
 //! | [`required`] | skip (`SKIPPED`) or fail when a tool the test needs is missing |
 //!
 //! Every wait is bounded by [`TIMEOUT`]: a test fails, it never hangs.
@@ -42,6 +43,7 @@ pub mod http;
 pub mod process;
 pub mod raw_socket;
 pub mod redis;
+pub mod redis_ha;
 pub mod required;
 pub mod routes;
 pub mod server;
@@ -58,6 +60,7 @@ pub use http::Http;
 pub use process::Process;
 pub use raw_socket::RawSocket;
 pub use redis::RedisServer;
+pub use redis_ha::{RedisCluster, RedisNode, RedisSentinel};
 pub use server::{CookieMode, ServerBuilder, TestServer};
 pub use socket::{refusal, ConnectFailure, SocketClient, Transport};
 pub use store::{StoreKind, TestStore, INJECTED_FAILURE};

@@ -32,17 +32,13 @@ impl RedisServer {
     /// Starts a `redis-server` on a free port and waits until it accepts connections; `None`
     /// (after saying `SKIPPED`) if there is no `redis-server` here.
     pub fn start() -> Option<Self> {
-        if !required::found("redis-server") || !required::found("redis-cli") {
-            required::skip(
-                "redis",
-                "redis-server not found (apt-get install -y redis-server)",
-            );
+        if !tools_found("redis") {
             return None;
         }
         // The port is free when chosen but could be taken before redis binds it: try again.
         for _ in 0..5 {
             let port = free_port();
-            if let Some(process) = launch(port) {
+            if let Some(process) = launch(port, &[]) {
                 return Some(Self { process, port });
             }
         }
@@ -67,24 +63,52 @@ impl RedisServer {
     /// Stops it and starts a new, empty one on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.process = launch(self.port).expect("redis-server restarts on its port");
+        self.process = launch(self.port, &[]).expect("redis-server restarts on its port");
     }
 
     /// Runs `redis-cli` with `args` against it and returns its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running redis-cli");
-        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        cli(self.port, args)
     }
 }
 
-/// Starts `redis-server` on `port`; `None` if it exits (e.g. the port was taken).
-fn launch(port: u16) -> Option<Process> {
+/// Whether `redis-server` and `redis-cli` are here; says `SKIPPED` for `suite` if not.
+pub(crate) fn tools_found(suite: &str) -> bool {
+    let found = required::found("redis-server") && required::found("redis-cli");
+    if !found {
+        required::skip(
+            suite,
+            "redis-server not found (apt-get install -y redis-server)",
+        );
+    }
+    found
+}
+
+/// `redis-cli -p port args...`, its output trimmed; panics if redis-cli fails.
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+    try_cli(port, args).unwrap_or_else(|why| panic!("redis-cli -p {port} {args:?}: {why}"))
+}
+
+/// `redis-cli -p port args...`, its output trimmed, or why it failed (e.g. nothing listens).
+pub(crate) fn try_cli(port: u16, args: &[&str]) -> Result<String, String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    // redis-cli exits 0 on a refused connection but says so on stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || stderr.contains("Could not connect") {
+        return Err(format!("{output:?}"));
+    }
+    Ok(stdout)
+}
+
+/// Starts `redis-server` on `port` with `extra` arguments; `None` if it exits (e.g. the port
+/// was taken).
+pub(crate) fn launch(port: u16, extra: &[&str]) -> Option<Process> {
     let mut command = Command::new("redis-server");
     command.args([
         "--port",
@@ -96,6 +120,7 @@ fn launch(port: u16) -> Option<Process> {
         "--appendonly",
         "no",
     ]);
+    command.args(extra);
     let mut process = Process::spawn(&format!("redis-server:{port}"), &mut command);
     process
         .try_wait_for_line(TIMEOUT, |line| {
@@ -105,7 +130,7 @@ fn launch(port: u16) -> Option<Process> {
         .map(|()| process)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("bind 127.0.0.1:0")

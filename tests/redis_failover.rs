@@ -1,0 +1,325 @@
+//! Failover: two demo processes on a Redis that loses its master mid-burst, on a Redis Cluster
+//! (3 masters, 3 replicas) and on Sentinel (master, replica, 3 sentinels), with real processes
+//! and SIGKILL.
+//!
+//! What must hold: while the master is gone clients get errors, never a false success (every
+//! count acknowledged once, none above what Redis keeps); once a replica is promoted both
+//! nodes serve again by themselves within [`RECOVERY`]; and every subscription of the
+//! adapter is back: a `session:gone` push, a broadcast and a request every node answers cross
+//! the nodes both ways. Each run prints how long recovery took (`-- --nocapture`).
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use session_harness::{error_of, DemoNode, Http, RawSocket, RedisCluster, RedisSentinel, User};
+use session_runtime::GONE_EVENT;
+
+/// The bound on recovery, from the replica's promotion to both nodes serving writes.
+const RECOVERY: Duration = Duration::from_secs(5);
+
+/// The adapter's channel every node listens on for broadcasts on `/` (socketioxide-redis's
+/// default prefix).
+const BROADCAST_CHANNEL: &str = "socket.io-request#/#";
+
+/// The Redis under test.
+enum Ha {
+    Cluster(RedisCluster),
+    Sentinel(RedisSentinel),
+}
+
+impl Ha {
+    fn url(&self) -> String {
+        match self {
+            Ha::Cluster(cluster) => cluster.url(),
+            Ha::Sentinel(sentinel) => sentinel.url(),
+        }
+    }
+
+    /// The port of the master holding `key` (on Sentinel, the master).
+    fn master_of(&self, key: &str) -> u16 {
+        match self {
+            Ha::Cluster(cluster) => cluster.master_of(key),
+            Ha::Sentinel(sentinel) => sentinel.master_port(),
+        }
+    }
+
+    /// The session records in Redis (every key but the leases).
+    fn records(&self) -> Vec<String> {
+        let ports: Vec<u16> = match self {
+            Ha::Cluster(cluster) => cluster.live_ports(),
+            Ha::Sentinel(sentinel) => vec![sentinel.master_port()],
+        };
+        let mut keys = BTreeSet::new();
+        for port in ports {
+            let found = cli(port, &["KEYS", "*"]);
+            keys.extend(
+                found
+                    .lines()
+                    .filter(|key| !key.is_empty() && !key.ends_with(":lock"))
+                    .map(str::to_owned),
+            );
+        }
+        keys.into_iter().collect()
+    }
+
+    /// SIGKILL to the master on `port`.
+    fn kill(&mut self, port: u16) {
+        match self {
+            Ha::Cluster(cluster) => cluster.kill(port),
+            Ha::Sentinel(sentinel) => assert_eq!(sentinel.kill_master(), port),
+        }
+    }
+
+    /// Waits for a replica's promotion after [`Ha::kill`]; returns when it was seen.
+    fn wait_promoted(&mut self, key: &str, old: u16) -> Instant {
+        let promoted = tokio::task::block_in_place(|| match self {
+            Ha::Cluster(cluster) => cluster.wait_promoted(key),
+            Ha::Sentinel(sentinel) => sentinel.wait_promoted(old),
+        });
+        eprintln!("promoted: 127.0.0.1:{promoted}");
+        Instant::now()
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Logs a user in on `node` until its record lies on the master of the broadcast channel (on
+/// Cluster; any login on Sentinel): the kill then cuts both the writes and the broadcasts.
+async fn user_beside_the_broadcasts(ha: &Ha, node: &DemoNode) -> (User, String) {
+    let target = ha.master_of(BROADCAST_CHANNEL);
+    for attempt in 0..30 {
+        let user = node.login(&format!("alice{attempt}")).await;
+        let records = ha.records();
+        assert_eq!(records.len(), 1, "one session at a time: {records:?}");
+        let record = records[0].clone();
+        if ha.master_of(&record) == target {
+            return (user, record);
+        }
+        user.http.logout().await;
+    }
+    panic!("30 logins and no session on the broadcast channel's master");
+}
+
+/// The counts acknowledged so far, each once, and the errors.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeSet<i64>,
+    errors: Vec<String>,
+}
+
+impl Tally {
+    fn socket_ack(&mut self, ack: Value) {
+        match ack.as_i64() {
+            Some(count) => assert!(self.counts.insert(count), "count {count} handed out twice"),
+            None => self.errors.push(error_of(&ack).to_owned()),
+        }
+    }
+
+    fn http_answer(&mut self, (status, body): (u16, Value)) -> bool {
+        match body["count"].as_i64() {
+            Some(count) if status == 200 => {
+                assert!(self.counts.insert(count), "count {count} handed out twice");
+                true
+            }
+            _ => {
+                self.errors.push(format!("{status}: {body}"));
+                false
+            }
+        }
+    }
+}
+
+/// Sends `n` `incr` at once on `socket`; each ack on its own task.
+fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
+    (0..n)
+        .map(|_| tokio::spawn(socket.emit("incr", vec![])))
+        .collect()
+}
+
+/// `POST /incr` on every node with `user`'s cookie until each has succeeded once; returns how
+/// long after `since` the last one did.
+async fn until_both_write(nodes: &[&DemoNode; 2], user: &User, tally: &mut Tally) -> Duration {
+    let since = Instant::now();
+    let mut pending: Vec<Http> = nodes
+        .iter()
+        .map(|node| {
+            Http::with_cookie_and_timeout(node.url(), &user.cookie(), Duration::from_secs(4))
+        })
+        .collect();
+    while !pending.is_empty() {
+        let answers = join_all(pending.iter().map(|http| http.raw("POST", "/incr", None))).await;
+        let mut still = Vec::new();
+        for (http, answer) in pending.into_iter().zip(answers) {
+            if !tally.http_answer(answer) {
+                still.push(http);
+            }
+        }
+        pending = still;
+        assert!(
+            since.elapsed() < RECOVERY * 4,
+            "the nodes did not serve again within {:?}: {:?}",
+            RECOVERY * 4,
+            tally.errors.last()
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    since.elapsed()
+}
+
+/// A logout on `from` pushes `session:gone` to the session's socket on `to`; a `shout` on
+/// `to` reaches a socket on `from`; `sockets` on either counts `others` + 2 (the sockets of
+/// both nodes: each answers the other's request). Returns the two sockets it opened (still
+/// connected, as the caller must count them).
+async fn subscriptions_cross(from: &DemoNode, to: &DemoNode, others: i64) -> [RawSocket; 2] {
+    let bob = from.login("bob").await;
+    let on_to = to.raw_socket_of(&bob).await;
+    let on_from = from.raw_socket_of(&bob).await;
+    for (node, socket) in [(from, &on_from), (to, &on_to)] {
+        // The other node's subscriptions may take a moment after a failover.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let seen = socket.ack("sockets", vec![]).await;
+            if seen == json!(others + 2) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`sockets` on {}: {seen}, not {}",
+                node.process.name(),
+                others + 2
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        on_to.ack("shout", vec![json!("hi")]).await,
+        json!({ "ok": true })
+    );
+    assert_eq!(
+        on_from.next_event("shout").await,
+        Some(json!("hi")),
+        "a broadcast from {} reached no socket on {}",
+        to.process.name(),
+        from.process.name()
+    );
+    let started = Instant::now();
+    bob.http.logout().await;
+    let gone = on_to.next_event(GONE_EVENT).await;
+    assert_eq!(
+        gone,
+        Some(json!({ "reason": "logged out" })),
+        "no push from {} to {}",
+        from.process.name(),
+        to.process.name()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    [on_from, on_to]
+}
+
+async fn master_killed_mid_burst(mut ha: Ha) {
+    let [a, b] =
+        DemoNode::start_many::<2>(&[("REDIS_URL", &ha.url()), ("SESSION_LEASE_MS", "1000")]);
+    // Everything crosses before the failover.
+    let mut open = Vec::new();
+    open.extend(subscriptions_cross(&a, &b, 0).await);
+    open.extend(subscriptions_cross(&b, &a, 2).await);
+
+    let (alice, record) = user_beside_the_broadcasts(&ha, &a).await;
+    let (on_a, on_b) = (a.raw_socket_of(&alice).await, b.raw_socket_of(&alice).await);
+    let mut tally = Tally::default();
+    tally.socket_ack(on_a.ack("incr", vec![]).await);
+
+    let master = ha.master_of(&record);
+    let acks: Vec<_> = burst(&on_a, 200)
+        .into_iter()
+        .chain(burst(&on_b, 200))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ha.kill(master);
+    let killed = Instant::now();
+    let promoted = ha.wait_promoted(&record, master);
+    let failover = promoted - killed;
+    for ack in join_all(acks).await {
+        tally.socket_ack(ack.expect("every ack comes"));
+    }
+    eprintln!(
+        "burst answered {:?} after the kill: errors {:?}",
+        killed.elapsed(),
+        tally.errors
+    );
+    let during = tally.counts.len();
+    let recovery = until_both_write(&[&a, &b], &alice, &mut tally).await;
+    eprintln!(
+        "failover: promotion {failover:?} after the kill; both nodes wrote {recovery:?} after \
+         the promotion; {during} counts acked by then, {} errors",
+        tally.errors.len()
+    );
+    assert!(
+        !tally.errors.is_empty(),
+        "the kill failed nothing: too late?"
+    );
+
+    // Never a false success: every count acked is in what Redis keeps now.
+    let stored = Http::with_cookie(b.url(), &alice.cookie()).session().await["count"]
+        .as_i64()
+        .expect("alice's count");
+    let lost: Vec<i64> = tally
+        .counts
+        .iter()
+        .copied()
+        .filter(|&c| c > stored)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acked counts lost in the failover: {lost:?} (stored {stored})"
+    );
+    assert!(recovery <= RECOVERY, "recovery took {recovery:?}");
+
+    // The nodes serve as before, and count on from what they acknowledged.
+    for _ in 0..5 {
+        tally.socket_ack(on_a.ack("incr", vec![]).await);
+        tally.socket_ack(on_b.ack("incr", vec![]).await);
+    }
+    let last = *tally.counts.last().unwrap();
+    let stored = Http::with_cookie(a.url(), &alice.cookie()).session().await["count"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(stored, last);
+
+    // Every subscription is back (alice's two sockets and those of the earlier rounds count).
+    open.extend(subscriptions_cross(&a, &b, 6).await);
+    subscriptions_cross(&b, &a, 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_master_killed_mid_burst_errors_then_recovers_with_every_subscription() {
+    let Some(sentinel) = RedisSentinel::start() else {
+        return;
+    };
+    master_killed_mid_burst(Ha::Sentinel(sentinel)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_master_killed_mid_burst_errors_then_recovers_with_every_subscription() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    master_killed_mid_burst(Ha::Cluster(cluster)).await;
+}
