@@ -197,7 +197,12 @@ for rep in $(seq "$MEM_REPS"); do
     loadgen "rust/no-session" --mode idle --clients "$IDLE_SOCKETS"
     stop_server
     rust_server autosave memory
-    loadgen "rust/session" --mode idle --clients "$IDLE_SOCKETS"
+    loadgen "rust/session" --mode idle --clients "$IDLE_SOCKETS" --hold 10
+    stop_server
+    # The same with sessions that expire: one expiry timer per session (no session expires
+    # during the hold), the difference is what the expiry machinery costs.
+    rust_server autosave memory --idle-secs 3600
+    loadgen "rust/session+expiry" --mode idle --clients "$IDLE_SOCKETS" --hold 10
     stop_server
     node_server --no-session
     loadgen "node/no-session" --mode idle --clients "$IDLE_SOCKETS"

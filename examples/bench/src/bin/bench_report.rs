@@ -662,12 +662,16 @@ impl<'a> Report<'a> {
 
         let _ = writeln!(md, "\n## Memory (idle sockets)\n");
         let _ = writeln!(md, "Server RSS after connecting the sockets minus RSS before (all logins done first, so the session records are in both figures), divided by the number of sockets.\n");
-        let _ = writeln!(md, "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket | runs |\n|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "| server | sockets | RSS before MiB | RSS after MiB | bytes per socket | server CPU while idle, ms/s | runs |\n|---|---:|---:|---:|---:|---:|---:|");
         for (label, name) in [
             ("rust/no-session", "socketioxide, no session attached"),
             (
                 "rust/session",
                 "socketioxide + `SocketSessions::handler` (session attached)",
+            ),
+            (
+                "rust/session+expiry",
+                "… and `Expiry::OnInactivity` (one expiry timer per session, keep-alive)",
             ),
             ("node/no-session", "Node socket.io, no session middleware"),
             ("node/session", "Node socket.io + express-socket.io-session"),
@@ -685,7 +689,21 @@ impl<'a> Report<'a> {
                 fmt(g.median("rss_before_kib").map(|v| v / 1024.0), 1),
                 fmt(g.median("rss_after_kib").map(|v| v / 1024.0), 1),
                 fmt(g.median("rss_per_socket_bytes"), 0),
+                fmt(g.median("idle_server_cpu_ms_per_s"), 2),
                 g.runs.len()
+            );
+        }
+        let per_socket = |label: &str| {
+            self.group("idle", label, "incr")
+                .and_then(|g| g.median("rss_per_socket_bytes"))
+        };
+        if let (Some(with), Some(without)) =
+            (per_socket("rust/session+expiry"), per_socket("rust/session"))
+        {
+            let _ = writeln!(
+                md,
+                "\nThe expiry machinery (a delay-queue entry and a map entry per session, one task per node) costs {:.0} bytes per idle session with a socket (each socket its own session here).",
+                with - without
             );
         }
         if let Some(a) = attach {

@@ -12,6 +12,8 @@
 //!   `save` in every handler, no lock.
 //! - `--variant autosave`: `incr` is `#[with_session(autosave)]`, `whoami` is
 //!   `#[with_session(readonly)]`.
+//! - `--idle-secs N`: sessions expire after N s without activity (`Expiry::OnInactivity`): one
+//!   expiry timer per session with sockets, and socket events touch the record (keep-alive).
 //! - `--store memory|moka|sqlite|redis`; `--store-latency-us N` delays every store operation by
 //!   N µs (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
 //!   `--store redis` takes `REDIS_URL` and puts what one node of several would in it: the
@@ -67,6 +69,8 @@ struct Args {
     latency: Option<Duration>,
     workers: Option<usize>,
     port: u16,
+    /// `--idle-secs N`: sessions expire after N seconds without activity.
+    idle: Option<i64>,
     knobs: scale_knobs::Knobs,
 }
 
@@ -77,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         latency: None,
         workers: None,
         port: 0,
+        idle: None,
         knobs: Default::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -104,6 +109,10 @@ fn parse_args() -> Result<Args, String> {
                 args.workers = Some(value()?.parse().map_err(|e| format!("{flag}: {e}"))?)
             }
             "--port" => args.port = value()?.parse().map_err(|e| format!("{flag}: {e}"))?,
+            "--idle-secs" => {
+                let secs: i64 = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
+                args.idle = (secs > 0).then_some(secs);
+            }
             other if args.knobs.parse(other, &mut value)? => {}
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -299,7 +308,17 @@ async fn serve<S: SessionStore + Clone, A: Adapter + DefinedAdapter>(
                 }
             }),
         );
-    let stack = sessions.layer(io, |layer| layer.with_secure(false));
+    let idle = args.idle;
+    let stack = sessions.layer(io, move |layer| {
+        let layer = layer.with_secure(false);
+        match idle {
+            // Expiry on: one timer per session, and socket events touch the record.
+            Some(secs) => layer.with_expiry(tower_sessions::Expiry::OnInactivity(
+                tower_sessions::cookie::time::Duration::seconds(secs),
+            )),
+            None => layer,
+        }
+    });
     let app = match (args.knobs.bare, args.knobs.own_head) {
         // Bare socketioxide: the handshake passes no session layer (HTTP routes still do).
         (true, _) => app.layer(stack).layer(sio_layer),

@@ -837,8 +837,18 @@ async fn run(o: Opts) -> Result<Value, Error> {
                 while ws.next_text().await.is_ok() {}
             }));
         }
-        tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
+        // The server's CPU while every socket sits idle (heartbeats, expiry timers): the second
+        // half of the hold, once the connections have settled.
+        tokio::time::sleep(Duration::from_secs_f64(o.hold / 2.0)).await;
+        let idle_from = sample(&o.pids);
+        tokio::time::sleep(Duration::from_secs_f64(o.hold / 2.0)).await;
+        let idle_to = sample(&o.pids);
         let rss_after = total_rss_kib(&o.pids).ok_or("cannot read the server's RSS")?;
+        let idle_secs = (idle_to.at - idle_from.at).as_secs_f64();
+        let idle_ticks = (idle_to.server.0 + idle_to.server.1)
+            .saturating_sub(idle_from.server.0 + idle_from.server.1);
+        out["idle_server_cpu_ms_per_s"] =
+            json!(idle_ticks as f64 / TICKS_PER_SEC * 1e3 / idle_secs);
         for r in &readers {
             r.abort();
         }
