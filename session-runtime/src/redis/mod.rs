@@ -89,7 +89,7 @@ pub use tower_sessions_redis_store;
 
 use scripts::Scripts;
 
-/// The lease's lifetime unless [`RedisSessions::lease`] says otherwise.
+/// The lease's lifetime unless [`RedisSessions::with_lease`] says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 
 /// Connections [`RedisSessions::connect`] opens for records and leases.
