@@ -581,6 +581,24 @@ pub use timeouts::Timeouts;
 
 /// The connect handler and middleware that [`SocketSessions::handler`] and
 /// [`SocketSessions::attach`] return: named here for code that stores them.
+///
+/// ```
+/// use session_runtime::{connect::SessionConnectHandler, SocketSessions};
+/// use socketioxide::extract::SocketRef;
+/// use tower_sessions::MemoryStore;
+///
+/// fn register(socket: SocketRef) {
+///     socket.on("ping", async || {});
+/// }
+///
+/// /// Every namespace of the app, registered the same way.
+/// fn namespace(sessions: &SocketSessions) -> SessionConnectHandler<fn(SocketRef)> {
+///     sessions.handler(register as fn(SocketRef))
+/// }
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let _handler = namespace(&sessions);
+/// ```
 pub mod connect {
     pub use crate::sockets::{AttachSession, SessionConnectHandler};
 }
