@@ -66,19 +66,20 @@ pub enum SessionError {
     #[error("session store failed")]
     Store(#[from] tower_sessions::session_store::Error),
 
-    /// A store operation did not finish within [`Timeouts::store`](crate::Timeouts::store):
-    /// nothing was written (a save that was only slow may still land; the next reload shows
-    /// it).
+    /// A store operation did not finish within the store bound
+    /// ([`Timeouts::with_store`](crate::Timeouts::with_store)): nothing was written (a save
+    /// that was only slow may still land; the next reload shows it).
     #[error("session store timed out")]
     TimedOut,
 
-    /// Another writer held the session's lock for longer than
-    /// [`Timeouts::lock`](crate::Timeouts::lock); nothing ran. Try again.
+    /// Another writer held the session's lock for longer than the lock bound
+    /// ([`Timeouts::with_lock`](crate::Timeouts::with_lock)); nothing ran. Try again.
     #[error("the session is busy: try again")]
     Busy,
 
-    /// The handler's body ran longer than [`Timeouts::handler`](crate::Timeouts::handler); it
-    /// was stopped, nothing was written and the lock was released.
+    /// The handler's body ran longer than the handler bound
+    /// ([`Timeouts::with_handler`](crate::Timeouts::with_handler)); it was stopped, nothing
+    /// was written and the lock was released.
     #[error("the handler did not finish in time; nothing was saved")]
     HandlerTimedOut,
 

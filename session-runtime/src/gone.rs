@@ -550,6 +550,16 @@ pub(crate) async fn push_request_ends(lifecycle: &Lifecycle, ends: &Mutex<Reques
 /// moves the session's expiry timer.
 ///
 /// Made by [`SocketSessions::session_layer`] for setups that assemble the layers by hand.
+/// Sessions HTTP routes end through another store (a session layer of your own on the inner
+/// store) are not pushed: their sockets learn at their next event.
+///
+/// ```
+/// use session_runtime::{http::WatchedStore, SocketSessions};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let session_layer: SessionManagerLayer<WatchedStore> = sessions.session_layer();
+/// ```
 ///
 /// [`SocketSessions::layer`]: crate::SocketSessions::layer
 /// [`SocketSessions::new`]: crate::SocketSessions::new

@@ -145,16 +145,55 @@ impl SessionHandle {
     }
 
     /// The handle attached to `socket`, if any.
+    ///
+    /// For code that holds the socket rather than extracting the handle, e.g. a task spawned
+    /// from a handler.
+    ///
+    /// ```
+    /// use session_runtime::SessionHandle;
+    /// use socketioxide::extract::SocketRef;
+    ///
+    /// async fn on_ping(socket: SocketRef) {
+    ///     let Some(handle) = SessionHandle::of(&socket) else {
+    ///         return; // not registered through `SocketSessions::handler`
+    ///     };
+    ///     let user: Option<String> = match handle.read().await {
+    ///         Ok(session) => session.get("user").ok().flatten(),
+    ///         Err(_) => None,
+    ///     };
+    ///     socket.emit("pong", &user).ok();
+    /// }
+    /// ```
     pub fn of<A: Adapter>(socket: &Socket<A>) -> Option<Self> {
         socket.extensions.get::<Self>()
     }
 
     /// The session id the handshake carried, or `None` for a socket without a session cookie.
+    ///
+    /// ```
+    /// use session_runtime::SessionHandle;
+    ///
+    /// async fn anonymous(handle: SessionHandle) -> bool {
+    ///     handle.id().is_none()
+    /// }
+    /// ```
     pub fn id(&self) -> Option<Id> {
         self.inner.id
     }
 
     /// Whether this socket has found its session gone (logged out, expired, rotated).
+    /// Once it has, every later transaction fails with [`SessionError::Gone`] without asking
+    /// the store: ids are random, a record never comes back.
+    ///
+    /// ```
+    /// use session_runtime::SessionHandle;
+    /// use socketioxide::extract::SocketRef;
+    ///
+    /// async fn status(socket: SocketRef, handle: SessionHandle) {
+    ///     let status = if handle.is_gone() { "log in again" } else { "ok" };
+    ///     socket.emit("status", status).ok();
+    /// }
+    /// ```
     pub fn is_gone(&self) -> bool {
         self.inner.gone.load(Ordering::Acquire)
     }
@@ -163,6 +202,14 @@ impl SessionHandle {
     ///
     /// A socket without a session, or whose session is gone, reads an empty session
     /// ([`ReadOnlySocketSession::exists`] is `false`).
+    ///
+    /// ```
+    /// use session_runtime::{SessionError, SessionHandle};
+    ///
+    /// async fn user_of(handle: SessionHandle) -> Result<Option<String>, SessionError> {
+    ///     handle.read().await?.get("user")
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -178,6 +225,21 @@ impl SessionHandle {
 
     /// Runs `f` on a fresh, read-only copy of the session. Nothing is ever written.
     ///
+    /// The copy is closed when `f` returns, so a clone kept by `f` cannot pass for a live one.
+    ///
+    /// ```
+    /// use session_runtime::{SessionError, SessionHandle};
+    /// use socketioxide::extract::AckSender;
+    ///
+    /// async fn whoami(handle: SessionHandle, ack: AckSender) {
+    ///     let user = handle
+    ///         .readonly(async |session| session.get::<String>("user"))
+    ///         .await
+    ///         .unwrap_or_else(|err: SessionError| Some(format!("error: {err}")));
+    ///     ack.send(&user).ok();
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// `f`'s own errors, and the failures of [`SessionHandle::read`] converted into `E`.
@@ -191,6 +253,20 @@ impl SessionHandle {
 
     /// Runs `f` as one transaction on the session: take the session's lock, reload the record,
     /// run `f`, save if `f` returned `Ok` and changed something, release the lock.
+    ///
+    /// ```
+    /// use session_runtime::{SessionError, SessionHandle};
+    /// use socketioxide::extract::{AckSender, Data};
+    ///
+    /// async fn rename(handle: SessionHandle, Data(name): Data<String>, ack: AckSender) {
+    ///     let saved = handle
+    ///         .autosave(async |session| session.insert("name", &name))
+    ///         .await
+    ///         .map_err(|err: SessionError| err.to_string());
+    ///     ack.send(&saved.is_ok()).ok(); // after the save
+    ///     handle.apply_gone_policy();
+    /// }
+    /// ```
     ///
     /// `f` returning `Err` (or panicking) writes nothing. A socket without a session gets
     /// [`SessionError::NoSession`]; a session that is gone gets [`SessionError::Gone`] and is
@@ -455,6 +531,17 @@ impl SessionHandle {
     /// `#[with_session]` calls it after acknowledging. A hand-written handler calls it after its
     /// own acknowledgement, so the client hears why before the socket closes (see the example
     /// on [`SessionHandle`]). Does nothing while the session exists.
+    ///
+    /// ```
+    /// use session_runtime::SessionHandle;
+    /// use socketioxide::extract::AckSender;
+    ///
+    /// async fn touch(handle: SessionHandle, ack: AckSender) {
+    ///     let result = handle.autosave(async |session| session.insert("seen", true)).await;
+    ///     ack.send(&result.is_ok()).ok();
+    ///     handle.apply_gone_policy(); // the client has its answer: now it may be disconnected
+    /// }
+    /// ```
     pub fn apply_gone_policy(&self) {
         if !self.is_gone() {
             return;

@@ -1,5 +1,33 @@
 //! The HTTP side: let axum routes that write the session take the same per-session lock as
 //! the sockets, so interleaved HTTP and socket writes lose nothing.
+//!
+//! [`SocketSessions::layer`](crate::SocketSessions::layer) puts the layer in place; routes
+//! that write take [`LockedSession`]; [`session_json`] and [`refresh_cookie`] are ready routes.
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use session_runtime::{http::{refresh_cookie, session_json, LockedSession}, SocketSessions};
+//! use socketioxide::{extract::SocketRef, SocketIo};
+//! use tower_sessions::MemoryStore;
+//!
+//! async fn logout(session: LockedSession) -> &'static str {
+//!     // Pushed to the session's sockets as `session:gone` {"reason": "logged out"}.
+//!     match session.flush().await {
+//!         Ok(()) => "bye",
+//!         Err(_) => "try again",
+//!     }
+//! }
+//!
+//! let sessions = SocketSessions::new(MemoryStore::default());
+//! let (sio_layer, io) = SocketIo::new_layer();
+//! io.ns("/", sessions.handler(|_: SocketRef| {}));
+//! let app: Router = Router::new()
+//!     .route("/logout", post(logout))
+//!     .route("/get/session", session_json(&["user"]))
+//!     .route("/session/refresh", refresh_cookie())
+//!     .layer(sio_layer)
+//!     .layer(sessions.layer(io, |layer| layer));
+//! ```
 
 use std::{
     fmt,
@@ -110,6 +138,20 @@ impl<S> Layer<S> for SessionLockLayer {
 }
 
 /// The service of [`SessionLockLayer`].
+///
+/// Named for code that spells out the router's service type; the layer makes it:
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::{http::SessionLockService, SocketSessions};
+/// use socketioxide::SocketIo;
+/// use tower::Layer;
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (_sio_layer, io) = SocketIo::new_layer();
+/// let service: SessionLockService<Router> = sessions.lock_layer(io).layer(Router::new());
+/// ```
 #[derive(Clone)]
 pub struct SessionLockService<S> {
     inner: S,
@@ -182,10 +224,57 @@ where
 /// It reloads the record after taking the lock, so it never works on a stale copy. Needs
 /// [`SessionLockLayer`] outside `SessionManagerLayer` (see its example). Routes that only
 /// read can keep the plain `Session` extractor.
+///
+/// The lock is taken with the bound of [`Timeouts::with_lock`](crate::Timeouts::with_lock)
+/// and the reload with that of [`Timeouts::with_store`](crate::Timeouts::with_store); a
+/// failure answers 503 (see [`LockedSessionRejection`]). A request without a session id takes
+/// no lock: there is no record to race on, and a new one gets a fresh id.
+///
+/// ```
+/// use axum::{http::StatusCode, routing::post, Router};
+/// use session_runtime::{http::LockedSession, SocketSessions};
+/// use socketioxide::{extract::SocketRef, SocketIo};
+/// use tower_sessions::MemoryStore;
+///
+/// async fn incr(session: LockedSession) -> Result<String, StatusCode> {
+///     let failed = |_| StatusCode::INTERNAL_SERVER_ERROR;
+///     let count = session.get::<i64>("count").await.map_err(failed)?.unwrap_or(0) + 1;
+///     session.insert("count", count).await.map_err(failed)?;
+///     Ok(count.to_string()) // the lock is released once the session layer has saved
+/// }
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// io.ns("/", sessions.handler(|_: SocketRef| {}));
+/// let app: Router = Router::new()
+///     .route("/incr", post(incr))
+///     .layer(sio_layer)
+///     .layer(sessions.layer(io, |layer| layer));
+/// ```
 pub struct LockedSession(Session);
 
 impl LockedSession {
     /// The session, unlocked once the response has been produced.
+    ///
+    /// The lock stays held until the session layer has saved, however the `Session` is
+    /// passed on: e.g. to a helper that takes tower-sessions' type.
+    ///
+    /// ```
+    /// use session_runtime::http::LockedSession;
+    /// use tower_sessions::Session;
+    ///
+    /// async fn remember(session: &Session, page: &str) -> Result<(), tower_sessions::session::Error> {
+    ///     session.insert("last_page", page).await
+    /// }
+    ///
+    /// async fn visit(session: LockedSession) -> &'static str {
+    ///     let session: Session = session.into_inner();
+    ///     match remember(&session, "/docs").await {
+    ///         Ok(()) => "noted",
+    ///         Err(_) => "not noted",
+    ///     }
+    /// }
+    /// ```
     pub fn into_inner(self) -> Session {
         self.0
     }
@@ -205,6 +294,26 @@ impl fmt::Debug for LockedSession {
 }
 
 /// Why [`LockedSession`] could not be extracted.
+///
+/// Its response is `{"error": "<message>"}` with the short message of
+/// [`SessionError`]: 503 for a store, a lock or a lease failure, a timeout or a busy lock
+/// (try again), 500 for a wiring mistake (logged at `error` with the fix). A route that wants
+/// to answer otherwise takes `Result<LockedSession, LockedSessionRejection>`:
+///
+/// ```
+/// use axum::{http::StatusCode, response::IntoResponse};
+/// use session_runtime::http::{LockedSession, LockedSessionRejection};
+///
+/// async fn save(session: Result<LockedSession, LockedSessionRejection>) -> axum::response::Response {
+///     match session {
+///         Ok(_session) => StatusCode::NO_CONTENT.into_response(),
+///         Err(LockedSessionRejection::Session(err)) => {
+///             (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response()
+///         }
+///         Err(other) => other.into_response(),
+///     }
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockedSessionRejection {

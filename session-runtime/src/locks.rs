@@ -1,4 +1,19 @@
 //! Per-session locks: writers of one session run one at a time.
+//!
+//! The runtime takes these locks for you: `autosave` handlers and HTTP routes that take
+//! [`LockedSession`](crate::http::LockedSession) hold their session's lock from the reload to
+//! the save. This module is for choosing or writing a backend: [`LocalSessionLocks`] (the
+//! default) serialises the writers of one process; a backend for several nodes implements
+//! [`SessionLocks`], and, if it keeps the records too, hands out [`SessionLease`]s that fence
+//! every write (as the `redis` feature's `RedisSessionLocks` does).
+//!
+//! ```
+//! use session_runtime::{locks::LocalSessionLocks, SocketSessions};
+//! use tower_sessions::MemoryStore;
+//!
+//! // What `SocketSessions::new` uses anyway; a distributed backend goes here.
+//! let sessions = SocketSessions::new(MemoryStore::default()).with_locks(LocalSessionLocks::default());
+//! ```
 
 use std::{
     any::Any,
@@ -16,6 +31,20 @@ use tower_sessions::session::{Id, Record};
 use crate::SessionError;
 
 /// A boxed future, as returned by [`SessionLocks::lock`].
+///
+/// ```
+/// use session_runtime::locks::{LockFuture, SessionLockGuard, SessionLocks};
+/// use tower_sessions::session::Id;
+///
+/// /// No mutual exclusion at all: only for tests that want to see lost updates.
+/// struct NoLocks;
+///
+/// impl SessionLocks for NoLocks {
+///     fn lock(&self, _id: Id) -> LockFuture<'_> {
+///         Box::pin(async { Ok(SessionLockGuard::new(())) })
+///     }
+/// }
+/// ```
 pub type LockFuture<'a> =
     Pin<Box<dyn Future<Output = Result<SessionLockGuard, SessionError>> + Send + 'a>>;
 
@@ -50,6 +79,19 @@ pub trait SessionLocks: Send + Sync + 'static {
 }
 
 /// Proof that a session's lock is held; dropping it releases the lock.
+///
+/// ```
+/// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
+/// use tower_sessions::session::Id;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let locks = LocalSessionLocks::default();
+/// let guard = locks.lock(Id::default()).await.unwrap();
+/// assert_eq!(locks.len(), 1);
+/// drop(guard);
+/// assert!(locks.is_empty());
+/// # }
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct SessionLockGuard(Held);
 
@@ -62,12 +104,38 @@ enum Held {
 
 impl SessionLockGuard {
     /// Wraps whatever releases the lock when dropped (for [`SessionLocks`] implementations).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_runtime::locks::SessionLockGuard;
+    /// use tokio::sync::Semaphore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // One permit per session: the permit released when the guard drops.
+    /// let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+    /// let guard = SessionLockGuard::new(permit);
+    /// # drop(guard); }
+    /// ```
     pub fn new(release_on_drop: impl Any + Send) -> Self {
         Self(Held::Plain(Box::new(release_on_drop)))
     }
 
     /// Wraps a lease held on the backend that also keeps the records (see [`SessionLease`]);
     /// dropping the guard drops the lease, which must then release itself.
+    ///
+    /// ```
+    /// use session_runtime::locks::{LeaseFuture, LeaseWrite, SessionLease, SessionLockGuard};
+    ///
+    /// struct MyLease;
+    ///
+    /// impl SessionLease for MyLease {
+    ///     fn finish(self: Box<Self>, _write: LeaseWrite<'_>) -> LeaseFuture<'_> {
+    ///         Box::pin(async { Ok(()) }) // write if still ours, then release: one step
+    ///     }
+    /// }
+    ///
+    /// let guard = SessionLockGuard::with_lease(MyLease);
+    /// ```
     pub fn with_lease(lease: impl SessionLease) -> Self {
         Self(Held::Lease(Box::new(lease)))
     }
@@ -104,10 +172,33 @@ impl fmt::Debug for SessionLockGuard {
     }
 }
 
-/// A boxed future, as returned by [`SessionLease::finish`].
+/// A boxed future, as returned by [`SessionLease::finish`] (a whole implementation is on
+/// [`SessionLease`]).
+///
+/// ```
+/// use session_runtime::locks::LeaseFuture;
+///
+/// fn released() -> LeaseFuture<'static> {
+///     Box::pin(async { Ok(()) })
+/// }
+/// ```
 pub type LeaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send + 'a>>;
 
 /// What a transaction writes as it gives its lease back (see [`SessionLease::finish`]).
+///
+/// ```
+/// use session_runtime::locks::LeaseWrite;
+///
+/// fn describe(write: LeaseWrite<'_>) -> &'static str {
+///     match write {
+///         LeaseWrite::Nothing => "release only",
+///         LeaseWrite::Save(_record) => "save the record, if the lease is still ours",
+///         LeaseWrite::Delete => "delete the record, if the lease is still ours",
+///         _ => "unknown", // the enum is non-exhaustive
+///     }
+/// }
+/// assert_eq!(describe(LeaseWrite::Nothing), "release only");
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum LeaseWrite<'a> {
@@ -237,6 +328,19 @@ impl LocalLocksInner {
 
 impl LocalSessionLocks {
     /// How many sessions currently have a holder or a waiter.
+    ///
+    /// ```
+    /// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
+    /// use tower_sessions::session::Id;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let locks = LocalSessionLocks::default();
+    /// let (a, b) = (locks.lock(Id::default()).await.unwrap(), locks.lock(Id::default()).await.unwrap());
+    /// assert_eq!(locks.len(), 2);
+    /// drop((a, b));
+    /// assert_eq!(locks.len(), 0);
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.inner
             .shards
@@ -246,6 +350,12 @@ impl LocalSessionLocks {
     }
 
     /// True when no session is locked or awaited.
+    ///
+    /// ```
+    /// use session_runtime::locks::LocalSessionLocks;
+    ///
+    /// assert!(LocalSessionLocks::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -55,6 +55,19 @@ use tower::{Layer, Service};
 /// unless allowed. Each refusal is logged at `warn` with the origin.
 ///
 /// Put it outside the socket.io layer, e.g. as the router's last `.layer(..)`.
+/// [`SocketSessions::layer`](crate::SocketSessions::layer) puts one in place (same origin);
+/// give it another with [`SessionStack::with_origin_check`](crate::SessionStack::with_origin_check).
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::origin::OriginCheckLayer;
+/// use socketioxide::SocketIo;
+///
+/// let (sio_layer, _io) = SocketIo::new_layer();
+/// let app: Router = Router::new()
+///     .layer(sio_layer)
+///     .layer(OriginCheckLayer::same_origin().with_allowed("https://admin.example.com"));
+/// ```
 #[derive(Clone)]
 pub struct OriginCheckLayer {
     rules: Arc<Rules>,
@@ -93,6 +106,14 @@ impl Default for OriginCheckLayer {
 
 impl OriginCheckLayer {
     /// Only the app's own pages: `Origin` must name the host the request was sent to.
+    /// Requests without `Origin` are served (see
+    /// [`with_missing_origin_refused`](Self::with_missing_origin_refused)).
+    ///
+    /// ```
+    /// use session_runtime::origin::OriginCheckLayer;
+    ///
+    /// let layer = OriginCheckLayer::same_origin(); // also `OriginCheckLayer::default()`
+    /// ```
     pub fn same_origin() -> Self {
         Self {
             rules: Arc::new(Rules {
@@ -115,6 +136,15 @@ impl OriginCheckLayer {
     /// Also serves pages of `origin`: `scheme://host[:port]` (the port defaults to the
     /// scheme's), or `scheme://*.domain[:port]` for every subdomain of `domain` (not `domain`
     /// itself). `"null"` allows `Origin: null`.
+    ///
+    /// ```
+    /// use session_runtime::origin::OriginCheckLayer;
+    ///
+    /// let layer = OriginCheckLayer::same_origin()
+    ///     .with_allowed("https://admin.example.com") // exact scheme, host and port (443)
+    ///     .with_allowed("http://localhost:5173")     // a dev server
+    ///     .with_allowed("https://*.example.com");    // a.example.com, b.a.example.com, ...
+    /// ```
     ///
     /// # Panics
     ///
@@ -152,6 +182,12 @@ impl OriginCheckLayer {
     /// Refuses requests without `Origin` too. Browsers send it on every websocket upgrade and
     /// cross-origin request; non-browser clients (a Node or Rust socket.io client, `curl`)
     /// usually send none and are then refused.
+    ///
+    /// ```
+    /// use session_runtime::origin::OriginCheckLayer;
+    ///
+    /// let browsers_only = OriginCheckLayer::same_origin().with_missing_origin_refused();
+    /// ```
     pub fn with_missing_origin_refused(mut self) -> Self {
         Arc::make_mut(&mut self.rules).refuse_missing = true;
         self
@@ -159,6 +195,14 @@ impl OriginCheckLayer {
 
     /// The path socket.io is served under (default `/socket.io`, socketioxide's default);
     /// requests to other paths are not checked.
+    ///
+    /// ```
+    /// use session_runtime::origin::OriginCheckLayer;
+    /// use socketioxide::SocketIo;
+    ///
+    /// let (_sio_layer, _io) = SocketIo::builder().req_path("/realtime").build_layer();
+    /// let layer = OriginCheckLayer::same_origin().with_path("/realtime");
+    /// ```
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.rules).path = path.into();
         self
@@ -177,6 +221,16 @@ impl fmt::Debug for OriginCheckLayer {
 }
 
 /// An origin given to [`OriginCheckLayer::try_with_allowed`] that is not of a form it takes.
+///
+/// ```
+/// use session_runtime::origin::OriginCheckLayer;
+///
+/// let origin = std::env::var("ADMIN_ORIGIN").unwrap_or_else(|_| "admin.example.com".into());
+/// match OriginCheckLayer::same_origin().try_with_allowed(&origin) {
+///     Ok(_layer) => {}
+///     Err(err) => assert!(err.to_string().contains("is not an origin")),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error(
     "`{0}` is not an origin: expected `scheme://host[:port]`, `scheme://*.domain[:port]` or `null`"
@@ -299,6 +353,14 @@ impl<S> Layer<S> for OriginCheckLayer {
 }
 
 /// The service of [`OriginCheckLayer`].
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::origin::{OriginCheck, OriginCheckLayer};
+/// use tower::Layer;
+///
+/// let service: OriginCheck<Router> = OriginCheckLayer::same_origin().layer(Router::new());
+/// ```
 #[derive(Clone)]
 pub struct OriginCheck<S> {
     inner: S,

@@ -33,6 +33,15 @@ use tower::{Layer, Service};
 
 /// A tower layer that copies each request's URI and header values out of the HTTP server's
 /// read buffer ([`own_request_head`]). Place it around the whole router (see the module).
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::scale::OwnRequestHeadLayer;
+/// use tower::Layer;
+///
+/// let router: Router = Router::new();
+/// let app = OwnRequestHeadLayer.layer(router); // around the router, not inside it
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OwnRequestHeadLayer;
 
@@ -46,6 +55,13 @@ impl<S> Layer<S> for OwnRequestHeadLayer {
 
 /// The service of [`OwnRequestHeadLayer`]; [`OwnRequestHead::new`] wraps a router without
 /// naming `tower::Layer`.
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::scale::OwnRequestHead;
+///
+/// let app: OwnRequestHead<Router> = OwnRequestHead::new(Router::new());
+/// ```
 #[derive(Clone, Debug)]
 pub struct OwnRequestHead<S> {
     inner: S,
@@ -53,6 +69,15 @@ pub struct OwnRequestHead<S> {
 
 impl<S> OwnRequestHead<S> {
     /// `inner` (a whole `axum::Router`), its requests' heads copied first.
+    ///
+    /// ```
+    /// use axum::{extract::Request, Router, ServiceExt};
+    /// use session_runtime::scale::OwnRequestHead;
+    ///
+    /// let app = OwnRequestHead::new(Router::new());
+    /// // axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+    /// let _make_service = ServiceExt::<Request>::into_make_service(app);
+    /// ```
     pub fn new(inner: S) -> Self {
         Self { inner }
     }

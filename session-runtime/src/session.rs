@@ -84,9 +84,21 @@ fn to_value(key: &str, value: impl Serialize) -> Result<Value, SessionError> {
     })
 }
 
+/// The read methods of both session types. Each example is written for the type it is shown
+/// on (`$ty`, in a handler of mode `$mode`), so that it compiles as shown.
 macro_rules! read_methods {
-    () => {
-        /// The session's id, or `None` when the socket has no session.
+    ($ty:literal, $mode:literal) => {
+        /// The session's id, or `None` when the socket has no session. Keep it to yourself:
+        /// whoever holds the id holds the session.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, "};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn has_session(session: ", $ty, ") -> bool {")]
+        ///     session.id().is_some()
+        /// }
+        /// ```
         pub fn id(&self) -> Option<Id> {
             self.0.id
         }
@@ -94,11 +106,29 @@ macro_rules! read_methods {
         /// Whether the store held the record when the handler started. `false` for a socket
         /// without a session cookie, with an unknown one, or whose session is gone; such a
         /// session reads as empty.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, "};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn status(session: ", $ty, ") -> &'static str {")]
+        ///     if session.exists() { "live" } else { "no session, or gone" }
+        /// }
+        /// ```
         pub fn exists(&self) -> bool {
             self.0.exists
         }
 
         /// Reads and deserialises the value under `key`.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, ", SessionError};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn whoami(session: ", $ty, ") -> Result<Option<String>, SessionError> {")]
+        ///     session.get::<String>("user") // `Ok(None)`: no such key
+        /// }
+        /// ```
         ///
         /// # Errors
         ///
@@ -108,17 +138,44 @@ macro_rules! read_methods {
             self.0.get(key)
         }
 
-        /// The raw JSON value under `key`.
+        /// The raw JSON value under `key`, whatever its shape.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, "};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn prefs(session: ", $ty, ") -> serde_json::Value {")]
+        ///     session.get_value("prefs").unwrap_or_default() // `null` when absent
+        /// }
+        /// ```
         pub fn get_value(&self, key: &str) -> Option<Value> {
             self.0.state().data.get(key).cloned()
         }
 
-        /// Whether `key` holds a value.
+        /// Whether `key` holds a value; no deserialisation.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, "};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn logged_in(session: ", $ty, ") -> bool {")]
+        ///     session.contains_key("user")
+        /// }
+        /// ```
         pub fn contains_key(&self, key: &str) -> bool {
             self.0.state().data.contains_key(key)
         }
 
         /// Whether the session holds no value at all.
+        ///
+        /// ```
+        #[doc = concat!("use session_runtime::{with_session, ", $ty, "};")]
+        ///
+        #[doc = concat!("#[with_session(", $mode, ")]")]
+        #[doc = concat!("async fn blank(session: ", $ty, ") -> bool {")]
+        ///     session.is_empty()
+        /// }
+        /// ```
         pub fn is_empty(&self) -> bool {
             self.0.state().data.is_empty()
         }
@@ -148,9 +205,19 @@ macro_rules! read_methods {
 pub struct SocketSession(pub(crate) Arc<Shared>);
 
 impl SocketSession {
-    read_methods!();
+    read_methods!("SocketSession", "autosave");
 
     /// Stores `value` under `key`.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    /// use socketioxide::extract::Data;
+    ///
+    /// #[with_session(autosave)]
+    /// async fn set_theme(session: SocketSession, Data(theme): Data<String>) -> Result<(), SessionError> {
+    ///     session.insert("theme", theme)
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -163,6 +230,20 @@ impl SocketSession {
 
     /// Stores a raw JSON value under `key`, returning the previous one. Storing the value
     /// already there does not mark the session modified.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    /// use socketioxide::extract::Data;
+    ///
+    /// #[with_session(autosave)]
+    /// async fn set_prefs(
+    ///     session: SocketSession,
+    ///     Data(prefs): Data<serde_json::Value>,
+    /// ) -> Result<serde_json::Value, SessionError> {
+    ///     let old = session.insert_value("prefs", prefs)?;
+    ///     Ok(old.unwrap_or_default()) // answers the previous value
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -184,6 +265,16 @@ impl SocketSession {
 
     /// Removes the value under `key` and returns it, deserialised.
     ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn empty_cart(session: SocketSession) -> Result<usize, SessionError> {
+    ///     let cart: Option<Vec<String>> = session.remove("cart")?;
+    ///     Ok(cart.unwrap_or_default().len()) // how many items were dropped
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`SessionError::Serde`] when the removed value is not a `T` (it is removed all the
@@ -200,6 +291,15 @@ impl SocketSession {
 
     /// Removes the raw JSON value under `key` and returns it.
     ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn take_flash(session: SocketSession) -> Result<serde_json::Value, SessionError> {
+    ///     Ok(session.remove_value("flash")?.unwrap_or_default()) // shown once, then gone
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`SessionError::Closed`] once the handler has finished.
@@ -212,6 +312,15 @@ impl SocketSession {
     }
 
     /// Removes every value; the record stays (use [`SocketSession::flush`] to end the session).
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn reset(session: SocketSession) -> Result<(), SessionError> {
+    ///     session.clear() // the session lives on, empty
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -245,12 +354,40 @@ impl SocketSession {
     }
 
     /// Whether the handler changed something that the wrapper will write back.
+    /// Storing the value a key already holds changes nothing, so the save is skipped.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionError, SocketSession};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn set_one(session: SocketSession) -> Result<bool, SessionError> {
+    ///     session.insert("count", 1)?;
+    ///     let changed = session.is_modified(); // false if `count` was 1 already
+    ///     Ok(changed)
+    /// }
+    /// ```
     pub fn is_modified(&self) -> bool {
         let state = self.0.state();
         state.modified || state.delete
     }
 
     /// A read-only view of the same session.
+    ///
+    /// For helpers that only read, so they can be shared by `readonly` and `autosave` handlers.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, ReadOnlySocketSession, SessionError, SocketSession};
+    ///
+    /// fn user(session: &ReadOnlySocketSession) -> Result<Option<String>, SessionError> {
+    ///     session.get("user")
+    /// }
+    ///
+    /// #[with_session(autosave)]
+    /// async fn visit(session: SocketSession) -> Result<Option<String>, SessionError> {
+    ///     session.insert("visited", true)?;
+    ///     user(&session.read_only())
+    /// }
+    /// ```
     pub fn read_only(&self) -> ReadOnlySocketSession {
         ReadOnlySocketSession(self.0.clone())
     }
@@ -299,7 +436,7 @@ fn debug(shared: &Shared, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result
 pub struct ReadOnlySocketSession(pub(crate) Arc<Shared>);
 
 impl ReadOnlySocketSession {
-    read_methods!();
+    read_methods!("ReadOnlySocketSession", "readonly");
 }
 
 /// The write methods of [`SocketSession`], present only so that a write through a read-only session
@@ -389,6 +526,22 @@ impl<T: Serialize + DeserializeOwned + Default> SessionData<T> {
     /// Binds `key` of `session`: reads it now (a missing key gives `T::default()`) and
     /// writes it back into `session` when dropped.
     ///
+    /// What `#[with_session(autosave, key = "...")]` does for you; by hand, e.g. for two keys
+    /// in one handler:
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionData, SessionError, SocketSession};
+    ///
+    /// #[with_session(autosave)]
+    /// async fn visit(session: SocketSession) -> Result<u64, SessionError> {
+    ///     let mut visits = SessionData::<u64>::bind(&session, "visits")?;
+    ///     let mut pages = SessionData::<Vec<String>>::bind(&session, "pages")?;
+    ///     *visits += 1;
+    ///     pages.push("/chat".into());
+    ///     Ok(*visits) // both written back as they drop, then saved
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`SessionError::Serde`] when the value under `key` is not a `T`.
@@ -403,6 +556,16 @@ impl<T: Serialize + DeserializeOwned + Default> SessionData<T> {
 
 impl<T: Serialize> SessionData<T> {
     /// The session key this value is bound to.
+    ///
+    /// ```
+    /// use session_runtime::{with_session, SessionData};
+    ///
+    /// #[with_session(autosave, key = "visits")]
+    /// async fn visit(mut visits: SessionData<u64>) -> String {
+    ///     *visits += 1;
+    ///     format!("{} = {}", visits.key(), *visits) // "visits = 1"
+    /// }
+    /// ```
     pub fn key(&self) -> &'static str {
         self.key
     }

@@ -39,6 +39,16 @@ pub const GONE_EVENT: &str = "session:gone";
 ///
 /// Either way nothing is written back under the old id: the socket can't set a cookie, so
 /// the client must reconnect after logging in again.
+///
+/// ```
+/// use session_runtime::{OnGone, SocketSessions};
+/// use tower_sessions::MemoryStore;
+///
+/// // The client is told `session:gone` {"reason": ...}, then disconnected; it reconnects with
+/// // its new cookie.
+/// let sessions = SocketSessions::new(MemoryStore::default()).with_on_gone(OnGone::disconnect());
+/// assert_eq!(OnGone::default(), OnGone::KeepAnonymous);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OnGone {
@@ -55,6 +65,14 @@ pub enum OnGone {
 
 impl OnGone {
     /// [`OnGone::Disconnect`] with the [`GONE_EVENT`] event.
+    ///
+    /// ```
+    /// use session_runtime::{OnGone, GONE_EVENT};
+    ///
+    /// assert_eq!(OnGone::disconnect(), OnGone::Disconnect { event: GONE_EVENT });
+    /// // Another event name, for a client that already listens to one:
+    /// let custom = OnGone::Disconnect { event: "auth:expired" };
+    /// ```
     pub const fn disconnect() -> Self {
         OnGone::Disconnect { event: GONE_EVENT }
     }
@@ -175,6 +193,13 @@ impl SocketSessions {
     /// Keeps sessions in `store` (any tower-sessions 0.14 store), with in-process
     /// [`LocalSessionLocks`](crate::locks::LocalSessionLocks). The session layer that
     /// [`SocketSessions::layer`] builds uses the same store: give it here only.
+    ///
+    /// ```
+    /// use session_runtime::SocketSessions;
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// ```
     pub fn new(store: impl SessionStore) -> Self {
         let store: Arc<dyn SessionStore> = Arc::new(store);
         let room_key = RoomKey::random();
@@ -379,6 +404,23 @@ impl SocketSessions {
     /// The tower-sessions layer on this store, for a stack assembled by hand (prefer
     /// [`SocketSessions::layer`]): configure it as usual and put it **outside** the socket.io
     /// layer and inside [`SocketSessions::lock_layer`].
+    ///
+    /// Its store is a [`WatchedStore`] around this one: every session a request ends is seen,
+    /// and pushed by the lock layer.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use session_runtime::SocketSessions;
+    /// use socketioxide::SocketIo;
+    /// use tower_sessions::{cookie::Key, MemoryStore};
+    ///
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (sio_layer, io) = SocketIo::new_layer();
+    /// let app: Router = Router::new()
+    ///     .layer(sio_layer)
+    ///     .layer(sessions.session_layer().with_private(Key::generate()))
+    ///     .layer(sessions.lock_layer(io));
+    /// ```
     pub fn session_layer(&self) -> SessionManagerLayer<WatchedStore> {
         SessionManagerLayer::new(WatchedStore {
             inner: self.inner.store.clone(),
@@ -390,6 +432,23 @@ impl SocketSessions {
     /// lets HTTP routes take the same per-session locks as the sockets (see
     /// [`LockedSession`](crate::http::LockedSession)) and pushes through `io` every session a
     /// request ends. Put it **outside** the session layer.
+    ///
+    /// `io` is the server pushes go through; one `SocketSessions` serves one socket.io server
+    /// (the first given wins).
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use session_runtime::SocketSessions;
+    /// use socketioxide::SocketIo;
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (sio_layer, io) = SocketIo::new_layer();
+    /// let app: Router = Router::new()
+    ///     .layer(sio_layer)
+    ///     .layer(sessions.session_layer())
+    ///     .layer(sessions.lock_layer(io)); // outside the session layer
+    /// ```
     pub fn lock_layer<A: Adapter>(&self, io: SocketIo<A>) -> SessionLockLayer {
         self.inner.lifecycle.push_through(io);
         SessionLockLayer::new(
@@ -474,6 +533,17 @@ fn boxed_err(err: SessionError) -> Box<dyn fmt::Display + Send> {
 }
 
 /// The connect middleware returned by [`SocketSessions::attach`].
+///
+/// ```
+/// use session_runtime::{connect::AttachSession, SocketSessions};
+/// use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let attach: AttachSession = sessions.attach();
+/// let (_layer, io) = SocketIo::new_layer();
+/// io.ns("/", (async |_socket: SocketRef| {}).with(attach));
+/// ```
 #[derive(Clone, Debug)]
 pub struct AttachSession {
     sessions: SocketSessions,
@@ -495,6 +565,21 @@ impl<A: Adapter> ConnectMiddleware<A, ()> for AttachSession {
 /// event handlers are registered, so a middleware can read the session (e.g. a
 /// `#[with_session(readonly, require = "user", connect)]` guard). As in socketioxide, the
 /// middleware added last runs first.
+///
+/// ```
+/// use session_runtime::{connect::SessionConnectHandler, SocketSessions};
+/// use socketioxide::{extract::SocketRef, SocketIo};
+/// use tower_sessions::MemoryStore;
+///
+/// fn register(socket: SocketRef) {
+///     socket.on("ping", async || {});
+/// }
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let handler: SessionConnectHandler<fn(SocketRef)> = sessions.handler(register as fn(SocketRef));
+/// let (_layer, io) = SocketIo::new_layer();
+/// io.ns("/", handler);
+/// ```
 #[derive(Clone, Debug)]
 pub struct SessionConnectHandler<F, M = ()> {
     sessions: SocketSessions,

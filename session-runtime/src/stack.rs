@@ -19,6 +19,18 @@ use crate::{
 type SessionService<S, C> = <SessionManagerLayer<WatchedStore, C> as Layer<S>>::Service;
 
 /// The service a [`SessionStack`] wraps a router's routes in.
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::{SessionStackService, SocketSessions};
+/// use socketioxide::SocketIo;
+/// use tower::Layer;
+/// use tower_sessions::MemoryStore;
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (_sio_layer, io) = SocketIo::new_layer();
+/// let service: SessionStackService<Router> = sessions.layer(io, |layer| layer).layer(Router::new());
+/// ```
 pub type SessionStackService<S, C = PlaintextCookie> =
     OriginCheck<SessionLockService<SessionService<S, C>>>;
 
@@ -34,6 +46,20 @@ pub type SessionStackService<S, C = PlaintextCookie> =
 ///    is pushed to the session's sockets.
 /// 3. tower-sessions' `SessionManagerLayer`, on a [`WatchedStore`]: the socket.io handshake
 ///    carries the session (its id and expiry), and every delete is seen.
+///
+/// ```
+/// use axum::Router;
+/// use session_runtime::{SessionStack, SocketSessions};
+/// use socketioxide::SocketIo;
+/// use tower_sessions::{cookie::Key, service::PrivateCookie, MemoryStore};
+///
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// // The cookie controller the closure chose is part of the type.
+/// let stack: SessionStack<PrivateCookie> =
+///     sessions.layer(io, |layer| layer.with_private(Key::generate()));
+/// let app: Router = Router::new().layer(sio_layer).layer(stack);
+/// ```
 #[derive(Clone)]
 pub struct SessionStack<C: CookieController = PlaintextCookie> {
     origin: OriginCheckLayer,

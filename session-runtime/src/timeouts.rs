@@ -53,12 +53,31 @@ impl Default for Timeouts {
 
 impl Timeouts {
     /// The bound on each store operation (load, save, delete).
+    ///
+    /// On expiry: [`SessionError::TimedOut`] (HTTP 503). Default 3 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::Timeouts;
+    ///
+    /// let timeouts = Timeouts::default().with_store(Duration::from_millis(500));
+    /// ```
     pub fn with_store(mut self, limit: Duration) -> Self {
         self.store = limit;
         self
     }
 
     /// The bound on waiting for a session's lock held by another writer.
+    ///
+    /// On expiry: [`SessionError::Busy`] (HTTP 503). Default 3 s; it also caps a burst of
+    /// events on one session (those queued behind more work than this are answered `busy`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::Timeouts;
+    ///
+    /// let timeouts = Timeouts::default().with_lock(Duration::from_secs(10)); // long bursts
+    /// ```
     pub fn with_lock(mut self, limit: Duration) -> Self {
         self.lock = limit;
         self
@@ -67,6 +86,14 @@ impl Timeouts {
     /// The bound on a handler's body, or `None` for none. Without one, a body that never
     /// finishes keeps its session's lock (other writers of that session get
     /// [`SessionError::Busy`]) and its client waits for ever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::Timeouts;
+    ///
+    /// let short = Timeouts::default().with_handler(Some(Duration::from_secs(5)));
+    /// let unbounded = Timeouts::default().with_handler(None);
+    /// ```
     pub fn with_handler(mut self, limit: Option<Duration>) -> Self {
         self.handler = limit;
         self

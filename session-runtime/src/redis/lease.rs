@@ -71,6 +71,16 @@ impl RedisSessionLocks {
     }
 
     /// The lease's lifetime.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use session_runtime::redis::RedisSessions;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisSessions::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(redis.with_lease(Duration::from_secs(2)).locks().lease(), Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
     pub fn lease(&self) -> Duration {
         self.lease
     }
