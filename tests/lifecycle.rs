@@ -401,3 +401,85 @@ async fn with_keep_alive_off_readonly_events_do_not_extend_the_session() {
     assert!(socket.heard(REFRESH_EVENT).is_empty());
     assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_that_finds_the_record_extended_elsewhere_waits_for_the_new_expiry() {
+    let server = TestServer::builder()
+        .expiry(inactivity(WINDOW))
+        .start()
+        .await;
+    let (alice, id, _) = login(&server, "alice").await;
+    let socket = alice.socket(Transport::Websocket).await;
+    let first = expiry_of(&server, id).await;
+    // Another node's save: the store holds a later expiry, and this node's timer was not told.
+    let later = first + WINDOW;
+    server.store.set_expiry_date(id, later).await;
+
+    sleep_until(instant_of(first) + WITHIN + QUIET).await;
+    assert!(
+        socket.heard(GONE_EVENT).is_empty(),
+        "pushed at the stale expiry"
+    );
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+    // The event above may have extended it again (KeepAlive): wait for what the store says.
+    let expiry = expiry_of(&server, id).await;
+    assert!(expiry >= later);
+    sleep_until(instant_of(expiry) + WITHIN + QUIET).await;
+    expired_in_time(socket.heard(GONE_EVENT), expiry, "after a re-arm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keep_alive_writes_only_autosave_events_touch_and_they_fold_it_into_their_save() {
+    let server = TestServer::builder()
+        .expiry(inactivity(Duration::from_secs(60)))
+        .keep_alive(KeepAlive::Writes)
+        .start()
+        .await;
+    let (alice, id, _) = login(&server, "alice").await;
+    let socket = alice.raw_socket().await;
+    let aged = OffsetDateTime::now_utc() + Duration::from_secs(30);
+    server.store.set_expiry_date(id, aged).await;
+
+    assert_eq!(
+        socket.ack("whoami", vec![]).await,
+        json!({ "user": "alice" })
+    );
+    assert_eq!(socket.next_event_within(REFRESH_EVENT, QUIET).await, None);
+    assert_eq!(
+        expiry_of(&server, id).await,
+        aged,
+        "a readonly event touched"
+    );
+
+    // `peek` changes nothing, but is due: its transaction saves the new expiry itself.
+    let saves = server.store.saves();
+    assert_eq!(socket.ack("peek", vec![]).await, json!(0));
+    assert_eq!(server.store.saves(), saves + 1, "one save, the event's own");
+    assert!(expiry_of(&server, id).await > aged + Duration::from_secs(25));
+    let refresh = socket
+        .next_event_within(REFRESH_EVENT, Duration::from_secs(5))
+        .await;
+    assert!(refresh.is_some(), "no `session:refresh` after the touch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_gone_disconnect_an_expired_sessions_sockets_are_disconnected() {
+    let server = TestServer::builder()
+        .expiry(inactivity(WINDOW))
+        .on_gone(session_runtime::OnGone::disconnect())
+        .start()
+        .await;
+    let (alice, id, _) = login(&server, "alice").await;
+    let socket = alice.socket(Transport::Polling).await;
+    let expiry = expiry_of(&server, id).await;
+
+    sleep_until(instant_of(expiry) + WITHIN + QUIET).await;
+    expired_in_time(socket.heard(GONE_EVENT), expiry, "OnGone::Disconnect");
+    assert!(
+        socket.next_event("close").await.is_some(),
+        "still connected"
+    );
+}
