@@ -483,3 +483,21 @@ async fn with_on_gone_disconnect_an_expired_sessions_sockets_are_disconnected() 
         "still connected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_sockets_left_and_came_back_is_still_watched() {
+    let server = TestServer::builder()
+        .expiry(inactivity(WINDOW))
+        .start()
+        .await;
+    let (alice, id, _) = login(&server, "alice").await;
+    let expiry = expiry_of(&server, id).await;
+    // Its last socket leaves (the timer goes with it), then a new one comes.
+    let first = alice.socket(Transport::Websocket).await;
+    first.disconnect().await;
+    sleep(Duration::from_millis(200)).await;
+    let again = alice.socket(Transport::Polling).await;
+
+    sleep_until(instant_of(expiry) + WITHIN + QUIET).await;
+    expired_in_time(again.heard(GONE_EVENT), expiry, "a socket that came back");
+}
