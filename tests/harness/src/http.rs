@@ -172,6 +172,33 @@ impl Http {
             .await
     }
 
+    /// `POST path` (no body): the status, the JSON body and the `Set-Cookie` header, if any.
+    pub async fn post_for_cookie(&self, path: &str) -> (u16, Value, Option<String>) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("HTTP request failed");
+        let status = resp.status().as_u16();
+        let set_cookie = resp
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .map(|v| v.to_str().expect("an ASCII header").to_owned());
+        let body = resp.json().await.expect("HTTP response is not JSON");
+        (status, body, set_cookie)
+    }
+
+    /// `POST /plain/logout` (test route): `flush` through tower-sessions' own `Session`.
+    pub async fn plain_logout(&self) -> Value {
+        self.ok(reqwest::Method::POST, "/plain/logout", None).await
+    }
+
+    /// `POST /plain/rotate` (test route): `cycle_id` through tower-sessions' own `Session`.
+    pub async fn plain_rotate(&self) -> Value {
+        self.ok(reqwest::Method::POST, "/plain/rotate", None).await
+    }
+
     /// The session id the server reads from this client's cookie.
     pub async fn session_id(&self) -> Id {
         let body = self.ok(reqwest::Method::GET, "/session-id", None).await;

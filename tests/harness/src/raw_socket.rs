@@ -31,7 +31,12 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-use crate::{socket::Inbox, ConnectFailure, TIMEOUT};
+use tower_sessions::cookie::time::OffsetDateTime;
+
+use crate::{
+    socket::{inbox, Inbox},
+    ConnectFailure, TIMEOUT,
+};
 
 /// A socket.io client over one websocket with sequential ack ids (see the module docs).
 pub struct RawSocket {
@@ -80,7 +85,7 @@ impl RawSocket {
         });
 
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = inbox();
         let (connected_tx, connected_rx) = oneshot::channel::<Result<(), String>>();
         {
             let pending = pending.clone();
@@ -170,7 +175,7 @@ impl RawSocket {
             pending,
             next_id: AtomicU64::new(0),
             prefix,
-            events: Inbox::new(events),
+            events,
         })
     }
 
@@ -232,6 +237,22 @@ impl RawSocket {
     /// `None` after [`TIMEOUT`].
     pub async fn next_event(&self, name: &str) -> Option<Value> {
         self.events.next(name).await
+    }
+
+    /// [`RawSocket::next_event`] that gives up after `within` instead of [`TIMEOUT`].
+    pub async fn next_event_within(
+        &self,
+        name: &str,
+        within: std::time::Duration,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        self.events.next_until(name, deadline).await
+    }
+
+    /// Every event named `name` this socket has received so far, read or not, with the
+    /// wall-clock instant it arrived.
+    pub fn heard(&self, name: &str) -> Vec<(Value, OffsetDateTime)> {
+        self.events.heard(name)
     }
 }
 

@@ -7,6 +7,10 @@
 //!   whatever the cookie mode, so a test can look the record up in the store.
 //! - `POST /set?key=json&...` ([`set`]): writes values into the caller's session, so a test
 //!   can start from any record (see [`Http::set`](crate::Http::set)).
+//! - `POST /plain/logout` ([`plain_logout`]) and `POST /plain/rotate` ([`plain_rotate`]):
+//!   `flush` and `cycle_id` through tower-sessions' own `Session`, without `LockedSession`, as
+//!   an app that never heard of this runtime writes them.
+//! - `POST /session/refresh`: the runtime's `session_runtime::http::refresh_cookie()`.
 
 use std::collections::HashMap;
 
@@ -57,4 +61,20 @@ pub async fn set(
         }
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /plain/logout`: `tower_sessions::Session::flush`, no `LockedSession`; `{"ok": true}`.
+pub async fn plain_logout(session: tower_sessions::Session) -> Response {
+    match session.flush().await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `POST /plain/rotate`: `tower_sessions::Session::cycle_id`, no `LockedSession`; `{"ok": true}`.
+pub async fn plain_rotate(session: tower_sessions::Session) -> Response {
+    match session.cycle_id().await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(err) => unavailable(err),
+    }
 }

@@ -33,7 +33,7 @@ use session_runtime::{
     http::WatchedStore,
     locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks},
     redis::RedisSessions,
-    OnGone, SessionError, SocketSessions, Timeouts,
+    KeepAlive, OnGone, SessionError, SocketSessions, Timeouts,
 };
 use socketioxide::{extract::SocketRef, handler::ConnectHandler, SocketIo};
 use tower_sessions::{cookie::Key, session::Id, Expiry, SessionManagerLayer};
@@ -76,6 +76,7 @@ pub struct ServerBuilder {
     on_gone: OnGone,
     require_session: bool,
     expiry: Option<Expiry>,
+    keep_alive: KeepAlive,
     latency: Duration,
     locks: LockKind,
     timeouts: Option<Timeouts>,
@@ -128,6 +129,12 @@ impl ServerBuilder {
     /// `SessionManagerLayer::with_expiry` (default: the layer's, `OnSessionEnd`).
     pub fn expiry(mut self, expiry: Expiry) -> Self {
         self.expiry = Some(expiry);
+        self
+    }
+
+    /// `SocketSessions::with_keep_alive` (default: the runtime's, `KeepAlive::Events`).
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.keep_alive = keep_alive;
         self
     }
 
@@ -192,7 +199,9 @@ impl ServerBuilder {
         store.set_latency(self.latency);
 
         let locks = LocalSessionLocks::default();
-        let mut sessions = SocketSessions::new(store.clone()).with_on_gone(self.on_gone);
+        let mut sessions = SocketSessions::new(store.clone())
+            .with_on_gone(self.on_gone)
+            .with_keep_alive(self.keep_alive);
         sessions = match (self.locks, &redis) {
             (LockKind::Local, Some(redis)) => sessions.with_locks(redis.locks()),
             (LockKind::Local, None) => sessions.with_locks(locks.clone()),
@@ -234,6 +243,9 @@ impl ServerBuilder {
         let router = session_workspace::protocol::http_routes()
             .route("/session-id", get(routes::session_id))
             .route("/set", post(routes::set))
+            .route("/plain/logout", post(routes::plain_logout))
+            .route("/plain/rotate", post(routes::plain_rotate))
+            .route("/session/refresh", session_runtime::http::refresh_cookie())
             .layer(axum::middleware::from_fn(routes::read_user_first))
             .layer(sio_layer);
         // Without the push, its sockets learn at their next event: pushes then go to a
@@ -348,6 +360,7 @@ impl TestServer {
             on_gone: OnGone::default(),
             require_session: false,
             expiry: None,
+            keep_alive: KeepAlive::default(),
             latency: Duration::ZERO,
             locks: LockKind::Local,
             timeouts: None,

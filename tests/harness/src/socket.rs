@@ -19,7 +19,10 @@
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures_util::FutureExt;
 use rust_socketio::{
@@ -27,7 +30,11 @@ use rust_socketio::{
     Event, Payload, TransportType,
 };
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+use tower_sessions::cookie::time::OffsetDateTime;
 
 use crate::TIMEOUT;
 
@@ -98,8 +105,8 @@ impl SocketClient {
         transport: Transport,
         cookie: Option<&str>,
     ) -> Result<Self, ConnectFailure> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
-        let forward = |name: &'static str, tx: mpsc::UnboundedSender<(String, Value)>| {
+        let (tx, events) = inbox();
+        let forward = |name: &'static str, tx: EventTx| {
             move |payload: Payload, _: SioClient| {
                 let _ = tx.send((name.to_owned(), payload_value(payload)));
                 async {}.boxed()
@@ -115,6 +122,10 @@ impl SocketClient {
             .on(
                 session_runtime::GONE_EVENT,
                 forward(session_runtime::GONE_EVENT, tx.clone()),
+            )
+            .on(
+                session_runtime::REFRESH_EVENT,
+                forward(session_runtime::REFRESH_EVENT, tx.clone()),
             );
         if let Some(cookie) = cookie {
             builder = builder.opening_header("Cookie", cookie);
@@ -124,9 +135,9 @@ impl SocketClient {
             .map_err(|_| ConnectFailure::Other("timed out connecting".into()))?
             .map_err(|err| ConnectFailure::Other(err.to_string()))?;
         // `connect()` returns once CONNECT is sent; wait for the server's answer.
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + TIMEOUT;
         loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            match events.recv_until(deadline).await {
                 Err(_) => return Err(ConnectFailure::Other("no answer to CONNECT".into())),
                 Ok(None) => return Err(ConnectFailure::Other("client stopped".into())),
                 Ok(Some((name, _))) if name == "connect" => break,
@@ -144,10 +155,7 @@ impl SocketClient {
                 Ok(Some(_)) => {}
             }
         }
-        Ok(Self {
-            client,
-            events: Inbox::new(rx),
-        })
+        Ok(Self { client, events })
     }
 
     /// Emits `event` with `args` and waits for its ack; panics after [`TIMEOUT`].
@@ -188,25 +196,83 @@ impl SocketClient {
         self.events.next(name).await
     }
 
+    /// [`SocketClient::next_event`] that gives up after `within` instead of [`TIMEOUT`].
+    pub async fn next_event_within(&self, name: &str, within: Duration) -> Option<Value> {
+        self.events.next_until(name, Instant::now() + within).await
+    }
+
+    /// Every event named `name` this client has received so far, read or not, with the
+    /// wall-clock instant it arrived.
+    pub fn heard(&self, name: &str) -> Vec<(Value, OffsetDateTime)> {
+        self.events.heard(name)
+    }
+
     /// Disconnects.
     pub async fn disconnect(&self) {
         let _ = self.client.disconnect().await;
     }
 }
 
-/// What a client received from the server, as `(event name, first argument)`, read in order.
-pub(crate) struct Inbox(tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>);
+/// One event as a client received it.
+type Received = (String, Value);
+
+/// Every event a client received, with the instant it arrived.
+type Log = Arc<Mutex<Vec<(String, Value, OffsetDateTime)>>>;
+
+/// The sending half of an [`Inbox`]: logs each event as it arrives, then queues it.
+#[derive(Clone)]
+pub(crate) struct EventTx {
+    tx: mpsc::UnboundedSender<Received>,
+    log: Log,
+}
+
+impl EventTx {
+    pub(crate) fn send(&self, (name, value): Received) -> Result<(), ()> {
+        let at = OffsetDateTime::now_utc();
+        self.log
+            .lock()
+            .unwrap()
+            .push((name.clone(), value.clone(), at));
+        self.tx.send((name, value)).map_err(|_| ())
+    }
+}
+
+/// A new inbox and the sender its client's reader feeds.
+pub(crate) fn inbox() -> (EventTx, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let log = Log::default();
+    let inbox = Inbox {
+        rx: tokio::sync::Mutex::new(rx),
+        log: log.clone(),
+    };
+    (EventTx { tx, log }, inbox)
+}
+
+/// What a client received from the server, as `(event name, first argument)`, read in order;
+/// a log of all of it is kept apart, read or not.
+pub(crate) struct Inbox {
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
+    log: Log,
+}
 
 impl Inbox {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<(String, Value)>) -> Self {
-        Self(tokio::sync::Mutex::new(rx))
+    /// The next event received, `Ok(None)` once the client stopped, `Err` at `deadline`.
+    async fn recv_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<Received>, tokio::time::error::Elapsed> {
+        tokio::time::timeout_at(deadline, self.rx.lock().await.recv()).await
     }
 
     /// The next event named `name`, skipping others; `None` after [`TIMEOUT`] or once the
     /// client stopped.
     pub(crate) async fn next(&self, name: &str) -> Option<Value> {
-        let mut rx = self.0.lock().await;
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        self.next_until(name, Instant::now() + TIMEOUT).await
+    }
+
+    /// [`Inbox::next`] that gives up at `deadline`.
+    pub(crate) async fn next_until(&self, name: &str, deadline: Instant) -> Option<Value> {
+        let mut rx = self.rx.lock().await;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((n, v))) if n == name => return Some(v),
@@ -214,6 +280,17 @@ impl Inbox {
                 Ok(None) | Err(_) => return None,
             }
         }
+    }
+
+    /// Every event named `name` received so far, with when it arrived.
+    pub(crate) fn heard(&self, name: &str) -> Vec<(Value, OffsetDateTime)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(_, v, at)| (v.clone(), *at))
+            .collect()
     }
 }
 

@@ -261,9 +261,16 @@ impl TestStore {
     /// Makes the record under `id` expired a minute ago, in the real store, as if time had
     /// passed.
     pub async fn expire(&self, id: Id) {
-        let mut record = self.record(id).await.expect("no record to expire");
-        record.expiry_date =
+        let a_minute_ago =
             tower_sessions::cookie::time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+        self.set_expiry_date(id, a_minute_ago).await;
+    }
+
+    /// Sets the expiry of the record under `id` to `at`, in the real store, behind the
+    /// runtime's back (no lock, no timer told): as if the record had been saved long ago.
+    pub async fn set_expiry_date(&self, id: Id, at: tower_sessions::cookie::time::OffsetDateTime) {
+        let mut record = self.record(id).await.expect("no record to change");
+        record.expiry_date = at;
         self.inner
             .save(&record)
             .await
