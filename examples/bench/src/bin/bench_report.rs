@@ -681,7 +681,7 @@ impl<'a> Report<'a> {
             };
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} |",
                 g.runs
                     .first()
                     .and_then(|r| r["clients"].as_u64())
