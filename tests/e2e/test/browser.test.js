@@ -202,12 +202,13 @@ if (missing) {
       // Nothing over HTTP but the page's reads of `GET /session` (which save nothing) and its
       // answers to `session:refresh`.
       const writes = requests.filter((r) => !r.startsWith("GET /session"));
-      assert.ok(writes.length > 0 && writes.every((r) => r === "POST /session/refresh"), JSON.stringify(writes));
+      const cookies = await browser.cookies(idleServer.url);
+      assert.ok(cookies.some((c) => c.name === "id"), "the browser dropped the session cookie");
       await page.reload();
       await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
       await page.locator("#view-user").filter({ hasText: /^dora$/ }).waitFor();
-      const cookies = await browser.cookies(idleServer.url);
-      assert.ok(cookies.some((c) => c.name === "id"), "the browser still holds the session cookie");
+      assert.ok(writes.length > 0, "the page never answered session:refresh");
+      assert.ok(writes.every((r) => r === "POST /session/refresh"), JSON.stringify(writes));
       await page.click("#sock-whoami");
       await page.locator("#view-last").filter({ hasText: 'whoami → {"user":"dora"}' }).waitFor();
     } catch (err) {
