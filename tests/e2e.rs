@@ -80,8 +80,9 @@ fn login_logout_with_the_official_socket_io_client() {
             &format!("browser test: no Chromium at {chromium} (apt-get install -y chromium)"),
         );
     }
-    // Two demo nodes on one Redis (`test/nodes.test.js`) need a redis-server of their own;
-    // without one that file says SKIPPED and the rest runs.
+    // Two demo nodes on one Redis (`test/nodes.test.js`, and the second half of
+    // `test/lifecycle.test.js`) need a redis-server of their own; without one those say
+    // SKIPPED and the rest runs.
     let redis = RedisServer::start();
     let mut node = Command::new("node");
     node.args([
@@ -91,6 +92,7 @@ fn login_logout_with_the_official_socket_io_client() {
         "test/protocol.test.js",
         "test/origin.test.js",
         "test/browser.test.js",
+        "test/lifecycle.test.js",
     ])
     .current_dir(&dir)
     .env("LOGIN_LOGOUT_BIN", DemoNode::binary())

@@ -541,6 +541,13 @@
 //!   nodes need a distributed [`locks::SessionLocks`], such as [`redis::RedisSessions::locks`](redis/struct.RedisSessions.html#method.locks).
 //! - Writers that take no lock (a plain `Session` route that writes) are neither serialised nor,
 //!   on Redis, fenced.
+//! - With `Expiry::OnInactivity`, an HTTP request extends the session only when tower-sessions
+//!   saves it (a write, or [`http::refresh_cookie`]); a read-only request does not. Socket
+//!   events do ([`KeepAlive`]).
+//! - Redis keeps expiries in whole seconds (`EXAT`, as tower-sessions-redis-store writes them):
+//!   a record vanishes at the start of the second its expiry falls in, up to 1 s early. The
+//!   expiry timers look at that second first, so `"expired"` still comes within milliseconds of
+//!   the record's end, but on Redis an idle session lasts between N − 1 and N seconds.
 //!
 //! # Feature flags
 //!

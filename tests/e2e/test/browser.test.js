@@ -14,6 +14,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = resolve(here, "..", "artifacts");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const REQUIRED = process.env.SESSION_E2E_REQUIRED === "1";
+/** `SESSION_IDLE_SECS` of the expiry tests' demo: a few seconds, so they wait seconds. */
+const IDLE_SECS = 3;
+const WINDOW_MS = IDLE_SECS * 1000;
 
 // The flags this machine's closed network needs: without the background-networking ones
 // Chromium keeps trying to reach Google and is refused.
@@ -46,11 +49,14 @@ if (missing) {
   }
 } else {
   let server;
+  // The same demo with a short inactivity window, for the expiry tests.
+  let idleServer;
   let browser;
   let profile;
 
   before(async () => {
     server = await startServer();
+    idleServer = await startServer({ SESSION_IDLE_SECS: String(IDLE_SECS) });
     const { chromium } = await import("playwright-core");
     // A fresh profile each run: nothing left over from an earlier one.
     profile = mkdtempSync(join(tmpdir(), "login-logout-chromium-"));
@@ -67,6 +73,7 @@ if (missing) {
   after(async () => {
     await browser?.close();
     await server?.stop();
+    await idleServer?.stop();
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
@@ -156,6 +163,93 @@ if (missing) {
       other.close();
       await page.close();
     }
+  });
+
+  /** A page of the idle demo, on loopback only, logged in as `user` through its form. */
+  async function idlePage(user) {
+    // Both demos are 127.0.0.1: cookies don't tell ports apart, so start from none.
+    await browser.clearCookies();
+    const page = await browser.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    const pageErrors = [];
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+    await stayOnLoopback(page);
+    await page.goto(idleServer.url + "/");
+    await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+    await page.fill("#user", user);
+    await page.click("#http-login");
+    await page.locator("#view-user").filter({ hasText: new RegExp(`^${user}$`) }).waitFor();
+    // Reconnected with the new cookie.
+    await page.locator("#entries li").filter({ hasText: /connected$/ }).nth(1).waitFor();
+    return { page, pageErrors };
+  }
+
+  test("a page active only over its socket keeps its cookie: reloaded after 3 windows, still logged in", { timeout: 120_000 }, async () => {
+    const { page, pageErrors } = await idlePage("dora");
+    // Every HTTP request the page makes from now on.
+    const requests = [];
+    page.on("request", (req) => requests.push(`${req.method()} ${new URL(req.url()).pathname}`));
+    try {
+      const end = Date.now() + 3 * WINDOW_MS;
+      let clicks = 0;
+      while (Date.now() < end) {
+        const clicked = Date.now();
+        await page.click("#sock-whoami");
+        clicks += 1;
+        await page.locator("#entries li").filter({ hasText: 'whoami → {"user":"dora"}' }).nth(clicks - 1).waitFor();
+        await new Promise((resolve) => setTimeout(resolve, WINDOW_MS / 3 - (Date.now() - clicked)));
+      }
+      // Nothing over HTTP but the page's reads of `GET /session` (which save nothing) and its
+      // answers to `session:refresh`.
+      const writes = requests.filter((r) => !r.startsWith("GET /session"));
+      const cookies = await browser.cookies(idleServer.url);
+      assert.ok(cookies.some((c) => c.name === "id"), "the browser dropped the session cookie");
+      await page.reload();
+      await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+      await page.locator("#view-user").filter({ hasText: /^dora$/ }).waitFor();
+      assert.ok(writes.length > 0, "the page never answered session:refresh");
+      assert.ok(writes.every((r) => r === "POST /session/refresh"), JSON.stringify(writes));
+      await page.click("#sock-whoami");
+      await page.locator("#view-last").filter({ hasText: 'whoami → {"user":"dora"}' }).waitFor();
+    } catch (err) {
+      await page.screenshot({ path: join(ARTIFACTS, "keep-alive-failure.png"), fullPage: true });
+      throw err;
+    }
+    assert.deepEqual(pageErrors, []);
+    await page.close();
+  });
+
+  test("a page left idle for 1.5 windows is told its session expired, and is logged out reloaded", { timeout: 60_000 }, async () => {
+    const { page, pageErrors } = await idlePage("erin");
+    // The login's answer has come: the session expires at most a window from now.
+    const loggedIn = Date.now();
+    try {
+      // When the log line appears, by the page's clock (the same as this process's).
+      await page.evaluate(() => {
+        new MutationObserver((_, observer) => {
+          if (document.getElementById("entries").textContent.includes("session:gone")) {
+            window.goneAt = Date.now();
+            observer.disconnect();
+          }
+        }).observe(document.getElementById("entries"), { childList: true });
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1.5 * WINDOW_MS));
+      await page.locator("#entries li").filter({ hasText: 'session:gone {"reason":"expired"}' }).waitFor();
+      const late = (await page.evaluate(() => window.goneAt)) - loggedIn - WINDOW_MS;
+      console.log(`lateness: browser, expiry: at most ${late} ms after the expiry`);
+      assert.ok(late <= 1_000, `session:gone shown ${late} ms after the session expired`);
+      await page.locator("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+      await page.reload();
+      await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+      await page.locator("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+      await page.click("#sock-whoami");
+      await page.locator("#view-last").filter({ hasText: 'whoami → {"user":null}' }).waitFor();
+    } catch (err) {
+      await page.screenshot({ path: join(ARTIFACTS, "expiry-failure.png"), fullPage: true });
+      throw err;
+    }
+    assert.deepEqual(pageErrors, []);
+    await page.close();
   });
 
   /** Logs in, clicks through every button, and checks what the page shows. */

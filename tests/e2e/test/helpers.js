@@ -11,7 +11,8 @@ export const TIMEOUT_MS = 10_000;
 /**
  * Starts the demo on a free port (`PORT=0`) and resolves once it prints its address.
  * The binary comes from `LOGIN_LOGOUT_BIN`, which `cargo test --test e2e` sets; `env` adds to
- * its environment (e.g. `REDIS_URL` and `SESSION_KEY` for one of several nodes).
+ * its environment (e.g. `REDIS_URL` and `SESSION_KEY` for one of several nodes; `undefined`
+ * removes a variable, e.g. `REDIS_URL` for a node on its own `MemoryStore`).
  */
 export async function startServer(env = {}) {
   const bin = process.env.LOGIN_LOGOUT_BIN;
@@ -21,8 +22,11 @@ export async function startServer(env = {}) {
         "or build with `cargo build --example login_logout` and point it at the binary",
     );
   }
+  // A variable given as `undefined` is left out, even if this process has it.
+  const merged = { ...process.env, PORT: "0", RUST_LOG: process.env.RUST_LOG ?? "warn", ...env };
+  for (const [name, value] of Object.entries(merged)) if (value === undefined) delete merged[name];
   const child = spawn(bin, [], {
-    env: { ...process.env, PORT: "0", RUST_LOG: process.env.RUST_LOG ?? "warn", ...env },
+    env: merged,
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise((resolve, reject) => {
