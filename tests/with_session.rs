@@ -147,7 +147,7 @@ async fn connect_refuses_sockets_that_fail_the_guard() {
         (&banned, "this account is banned"),
     ] {
         let message = refusal(visitor.try_socket_on(MEMBERS, Transport::Websocket).await);
-        assert!(message.contains(why), "{message}");
+        assert!(message.contains(why), "{why}: {message}");
     }
     member.socket_on(MEMBERS, Transport::Websocket).await;
 }
