@@ -64,10 +64,12 @@ async fn http_logout_and_login_push_session_gone_to_every_socket_of_that_session
         assert_no_push(&bob, &format!("{action}: bob heard of alice's session")).await;
 
         // KeepAnonymous: still connected, anonymous; bob untouched.
-        for socket in &sockets {
-            assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
+        for (i, socket) in sockets.iter().enumerate() {
+            let whoami = socket.ack("whoami", vec![]).await;
+            assert_eq!(whoami, json!({ "user": null }), "{action}: socket {i}");
         }
-        assert_eq!(bob.ack("whoami", vec![]).await, json!({ "user": "bob" }));
+        let whoami = bob.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": "bob" }), "{action}: bob");
         if action == "login" {
             // A socket of the new id is another session's: its own logout is its own push.
             let new = alice.socket(Transport::Websocket).await;
@@ -93,7 +95,8 @@ async fn with_on_gone_disconnect_the_pushed_sockets_are_disconnected() {
             assert!(closed.is_some(), "{action}: socket {i} is still connected");
         }
         assert_no_push(&bob, &format!("{action}: bob heard of alice's session")).await;
-        assert_eq!(bob.ack("whoami", vec![]).await, json!({ "user": "bob" }));
+        let whoami = bob.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": "bob" }), "{action}: bob");
     }
 }
 
@@ -106,7 +109,12 @@ async fn rooms_are_named_by_a_keyed_hash_never_by_the_session_id() {
     let room = server.sessions.room(id);
 
     for ns in ["/", ADMIN, HAND_WRITTEN] {
-        let rooms = server.io.of(ns).unwrap().rooms().await.unwrap();
+        let operators = server
+            .io
+            .of(ns)
+            .unwrap_or_else(|| panic!("{ns}: no namespace"));
+        let rooms = operators.rooms().await;
+        let rooms = rooms.unwrap_or_else(|err| panic!("{ns}: {err:?}"));
         assert!(
             rooms.iter().any(|r| *r == room),
             "{ns}: no room for alice: {rooms:?}"

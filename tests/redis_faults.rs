@@ -141,7 +141,7 @@ async fn paused_past_its_lease(via: Via) {
     let on_b = b.raw_socket_of(&alice).await;
     let http_a = Http::with_cookie(a.url(), &alice.cookie());
     let mut counts = BTreeSet::new();
-    for _round in 0..10 {
+    for round in 0..10 {
         let acks_a: Vec<tokio::task::JoinHandle<Value>> = match via {
             Via::Socket => burst(&on_a, 200),
             Via::Http => (0..50)
@@ -159,28 +159,36 @@ async fn paused_past_its_lease(via: Via) {
         pause_holding_the_lease(&a, &redis).await;
         tokio::time::sleep(lease * 3).await;
         // The lease lapsed: B takes it and writes, while A still believes it holds it.
-        assert!(tally([on_b.ack("incr", vec![]).await], &mut counts).is_empty());
+        let errors = tally([on_b.ack("incr", vec![]).await], &mut counts);
+        assert!(errors.is_empty(), "{via:?} round {round}: B: {errors:?}");
         a.process.resume();
 
         let acks_a = futures_util::future::join_all(acks_a)
             .await
             .into_iter()
-            .map(|ack| ack.expect("every answer of A's comes"));
+            .map(|ack| {
+                ack.unwrap_or_else(|err| panic!("{via:?} round {round}: an answer of A's: {err}"))
+            });
         let errors = tally(acks_a, &mut counts);
         // Exact: every success is one increment, and nothing else wrote.
         let stored = Http::with_cookie(b.url(), &alice.cookie()).session().await["count"]
             .as_i64()
-            .unwrap();
-        assert_eq!(counts, (1..=stored).collect(), "errors: {errors:?}");
+            .unwrap_or_else(|| panic!("{via:?} round {round}: no count stored"));
+        assert_eq!(
+            counts,
+            (1..=stored).collect(),
+            "{via:?} round {round}: errors: {errors:?}"
+        );
         if errors.iter().any(|e| e.contains("lapsed")) {
             if let Via::Http = via {
-                assert!(errors.iter().all(|e| e.starts_with("503")), "{errors:?}");
+                let all_503 = errors.iter().all(|e| e.starts_with("503"));
+                assert!(all_503, "round {round}: {errors:?}");
             }
             return;
         }
         assert!(
             matches!(via, Via::Http),
-            "A's late socket write was not refused: {errors:?}"
+            "round {round}: A's late socket write was not refused: {errors:?}"
         );
     }
     panic!("in 10 rounds, no late write of A's via {via:?} was refused");

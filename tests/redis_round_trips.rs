@@ -6,10 +6,13 @@
 //! the record; write the record and release the lease), one that changes nothing 2 (take and
 //! read; release), and a `readonly` event 1 (`GET`).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use serde_json::{json, Value};
-use session_harness::{RedisServer, TestServer};
+use session_harness::{RedisServer, TestServer, TIMEOUT};
 
 /// Top-level commands since the last `SLOWLOG RESET`, by name, leaving out redis-cli's own.
 fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
@@ -61,13 +64,19 @@ async fn autosave_costs_two_round_trips_and_readonly_one() {
             let ack = socket.ack(event, vec![]).await;
             assert!(ack.get("error").is_none(), "{event}: {ack}");
         }
-        // A lease released in the background (`peek`) may still be on its way.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let expected: BTreeMap<String, usize> = per_event
             .iter()
             .map(|(command, n)| (command.to_string(), n * N))
             .collect();
-        assert_eq!(round_trips(&redis), expected, "{N} `{event}` events");
+        // A lease released in the background (`peek`) may still be on its way: wait for the
+        // count to come in (a surplus never turns into it), then compare.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut counted = round_trips(&redis);
+        while counted != expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            counted = round_trips(&redis);
+        }
+        assert_eq!(counted, expected, "{N} `{event}` events");
     }
     assert_eq!(socket.ack("peek", vec![]).await, json!(N as i64 + 1));
 }

@@ -43,10 +43,13 @@ async fn burst(user: &User, ns: &str, sockets: usize, per_socket: usize, http: u
     let mut counts: Vec<i64> = join_all(socket_incrs)
         .await
         .into_iter()
-        .map(|ack| ack.as_i64().unwrap_or_else(|| panic!("incr failed: {ack}")))
+        .map(|ack| {
+            ack.as_i64()
+                .unwrap_or_else(|| panic!("{ns}: incr failed: {ack}"))
+        })
         .collect();
     for incr in join_all(http_incrs).await {
-        counts.push(incr.expect("HTTP incr task"));
+        counts.push(incr.unwrap_or_else(|err| panic!("{ns}: HTTP incr task: {err}")));
     }
     counts.sort_unstable();
     counts
@@ -113,7 +116,9 @@ async fn polling_and_websocket_clients_share_the_lock() {
             loops.push(tokio::spawn(async move {
                 let mut counts = Vec::new();
                 for _ in 0..20 {
-                    counts.push(socket.ack("incr", vec![]).await.as_i64().expect("a count"));
+                    let ack = socket.ack("incr", vec![]).await;
+                    let count = ack.as_i64();
+                    counts.push(count.unwrap_or_else(|| panic!("{ns} {transport:?}: {ack}")));
                 }
                 counts
             }));
@@ -122,7 +127,7 @@ async fn polling_and_websocket_clients_share_the_lock() {
         let (loops, burst) = tokio::join!(join_all(loops), burst);
         let mut counts: Vec<i64> = loops
             .into_iter()
-            .flat_map(|l| l.unwrap())
+            .flat_map(|l| l.unwrap_or_else(|err| panic!("{ns}: {err}")))
             .chain(burst)
             .collect();
         counts.sort_unstable();
@@ -142,14 +147,15 @@ async fn readonly_takes_no_lock_while_a_writer_holds_it() {
         tokio::time::timeout(TIMEOUT, server.probe.entered.notified())
             .await
             .unwrap_or_else(|_| panic!("{ns}: `hold` never took the lock"));
-        assert_eq!(server.locks.len(), 1);
+        assert_eq!(server.locks.len(), 1, "{ns}");
 
         // Readers go through while the lock is held.
         assert_eq!(
             other.ack("whoami", vec![]).await,
-            json!({ "user": "alice" })
+            json!({ "user": "alice" }),
+            "{ns}"
         );
-        assert_eq!(alice.http.session().await["user"], "alice");
+        assert_eq!(alice.http.session().await["user"], "alice", "{ns}");
         // Writers wait: a socket's and an HTTP route's.
         let mut incr = Box::pin(other.emit("incr", vec![]));
         let mut http_incr = Box::pin({
@@ -158,21 +164,26 @@ async fn readonly_takes_no_lock_while_a_writer_holds_it() {
         });
         for _ in 0..3 {
             tokio::select! {
-                ack = &mut incr => panic!("a writer ran while the lock was held: {ack}"),
-                n = &mut http_incr => panic!("an HTTP writer ran while the lock was held: {n}"),
-                ack = &mut hold => panic!("`hold` returned before it was released: {ack}"),
+                ack = &mut incr => panic!("{ns}: a writer ran while the lock was held: {ack}"),
+                n = &mut http_incr => {
+                    panic!("{ns}: an HTTP writer ran while the lock was held: {n}")
+                }
+                ack = &mut hold => panic!("{ns}: `hold` returned before it was released: {ack}"),
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             assert_eq!(
                 other.ack("whoami", vec![]).await,
-                json!({ "user": "alice" })
+                json!({ "user": "alice" }),
+                "{ns}"
             );
         }
 
         server.probe.release.add_permits(1);
-        assert_eq!(hold.await, json!({ "ok": true }));
+        assert_eq!(hold.await, json!({ "ok": true }), "{ns}");
         let (socket_count, http_count) = tokio::join!(incr, http_incr);
-        let mut counts = vec![socket_count.as_i64().unwrap(), http_count];
+        let socket_count = socket_count.as_i64();
+        let socket_count = socket_count.unwrap_or_else(|| panic!("{ns}: {socket_count:?}"));
+        let mut counts = vec![socket_count, http_count];
         counts.sort_unstable();
         assert_eq!(counts, [1, 2], "{ns}");
         assert_eq!(
@@ -180,7 +191,7 @@ async fn readonly_takes_no_lock_while_a_writer_holds_it() {
             json!({ "user": "alice", "count": 2 }),
             "{ns}: the held writer's change is kept too"
         );
-        assert!(server.locks.is_empty());
+        assert!(server.locks.is_empty(), "{ns}");
     }
 }
 
@@ -261,8 +272,8 @@ async fn lock_table_is_empty_after_real_sockets_and_http_requests() {
     });
     join_all(work).await;
     assert_eq!(server.locks.len(), 0);
-    for (http, _) in &sessions {
-        assert_eq!(http.session().await["count"], 13);
+    for (n, (http, _)) in sessions.iter().enumerate() {
+        assert_eq!(http.session().await["count"], 13, "user{n}");
     }
 
     // An HTTP writer that gives up while waiting for the lock leaves nothing behind either.

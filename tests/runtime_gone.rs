@@ -52,7 +52,8 @@ async fn after_http_logout_socket_writes_fail_and_nothing_is_written() {
                 let ack = socket.ack(event, args).await;
                 assert!(error_of(&ack).contains("gone"), "{ns} {event}: {ack}");
             }
-            assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
+            let whoami = socket.ack("whoami", vec![]).await;
+            assert_eq!(whoami, json!({ "user": null }), "{ns}");
         }
         assert!(
             server.store.record(id).await.is_none(),
@@ -61,7 +62,7 @@ async fn after_http_logout_socket_writes_fail_and_nothing_is_written() {
         let why = format!("{ns}: a socket wrote after logout");
         assert_nothing_written(&server, writes, 0, &why).await;
         let session = alice.http.session().await;
-        assert_eq!(session, json!({ "user": null, "count": 0 }));
+        assert_eq!(session, json!({ "user": null, "count": 0 }), "{ns}");
     }
 }
 
@@ -126,7 +127,8 @@ async fn expired_session_is_gone_and_never_refreshed_by_a_socket() {
         for ns in BOTH {
             let (server, alice, id) = alice_on(TestServer::builder().store(store)).await;
             let socket = alice.raw_socket_on(ns).await;
-            assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+            let incr = socket.ack("incr", vec![]).await;
+            assert_eq!(incr, json!(1), "{store:?} {ns}");
 
             server.store.expire(id).await;
             let writes = server.store.writes();
@@ -150,15 +152,16 @@ async fn http_login_again_rotates_the_id_and_the_old_socket_finds_it_gone() {
         let (server, alice, old_id) =
             alice_on(TestServer::builder().cookie(CookieMode::Signed)).await;
         let old = alice.socket_on(ns, Transport::Websocket).await;
-        assert_eq!(old.ack("incr", vec![]).await, json!(1));
+        assert_eq!(old.ack("incr", vec![]).await, json!(1), "{ns}");
 
         alice.http.login("alice").await;
         let new_id = alice.id().await;
-        assert_ne!(old_id, new_id);
+        assert_ne!(old_id, new_id, "{ns}");
         let writes = server.store.writes();
         let ack = old.ack("incr", vec![]).await;
         assert!(error_of(&ack).contains("gone"), "{ns}: {ack}");
-        assert_eq!(old.ack("whoami", vec![]).await, json!({ "user": null }));
+        let whoami = old.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": null }), "{ns}");
         assert!(server.store.record(old_id).await.is_none(), "{ns}");
         assert_nothing_written(&server, writes, 1, ns).await;
         let session = alice.http.session().await;
@@ -182,7 +185,7 @@ async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
         for transport in [Transport::Websocket, Transport::Polling] {
             let socket = alice.socket_on(ns, transport).await;
             let whoami = socket.ack("whoami", vec![]).await;
-            assert_eq!(whoami, json!({ "user": "alice" }));
+            assert_eq!(whoami, json!({ "user": "alice" }), "{ns} {transport:?}");
             alice.http.logout().await;
             let writes = server.store.writes();
             // The handler acknowledges first, then applies the policy: the client hears why.
@@ -192,8 +195,10 @@ async fn on_gone_disconnect_tells_the_client_and_disconnects_it() {
                 "{ns} {transport:?}: {answer}"
             );
             let gone = socket.next_event(GONE_EVENT).await;
-            let gone = gone.expect("no `session:gone` event");
-            assert!(gone["reason"].as_str().unwrap().contains("gone"), "{gone}");
+            let gone = gone.unwrap_or_else(|| panic!("{ns} {transport:?}: no `session:gone`"));
+            let reason = gone["reason"].as_str();
+            let reason = reason.unwrap_or_else(|| panic!("{ns} {transport:?}: {gone}"));
+            assert!(reason.contains("gone"), "{ns} {transport:?}: {gone}");
             let closed = socket.next_event("close").await;
             assert!(closed.is_some(), "{ns} {transport:?}: not disconnected");
             assert_nothing_written(&server, writes, 0, &format!("{ns} {transport:?}")).await;
@@ -208,8 +213,10 @@ async fn socket_without_cookie_reads_nobody_and_cannot_write() {
     server.login("alice").await;
     let writes = server.store.writes();
     for ns in BOTH {
-        let socket = RawSocket::connect(&server.url(), ns, None).await.unwrap();
-        assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
+        let socket = RawSocket::connect(&server.url(), ns, None).await;
+        let socket = socket.unwrap_or_else(|err| panic!("{ns}: {err:?}"));
+        let whoami = socket.ack("whoami", vec![]).await;
+        assert_eq!(whoami, json!({ "user": null }), "{ns}");
         assert!(
             socket.ack("peek", vec![]).await["error"].is_string(),
             "{ns}"
@@ -253,9 +260,8 @@ async fn forged_cookies_read_nobody_and_write_nothing() {
         let writes = server.store.writes();
         for cookie in forgeries(mode, &alice, alice_id) {
             for ns in BOTH {
-                let socket = RawSocket::connect(&server.url(), ns, Some(&cookie))
-                    .await
-                    .unwrap();
+                let socket = RawSocket::connect(&server.url(), ns, Some(&cookie)).await;
+                let socket = socket.unwrap_or_else(|err| panic!("{mode:?} {ns} {cookie}: {err:?}"));
                 let whoami = socket.ack("whoami", vec![]).await;
                 assert_eq!(whoami, json!({ "user": null }), "{mode:?} {ns} {cookie}");
                 let ack = socket.ack("incr", vec![]).await;
@@ -294,11 +300,14 @@ async fn require_session_refuses_sockets_without_a_valid_session_and_says_why() 
         // rust_socketio sees the same refusal, on both transports.
         for transport in [Transport::Websocket, Transport::Polling] {
             let message = refusal(SocketClient::connect(&url, ns, transport, None).await);
-            assert!(message.contains("no session"), "{transport:?}: {message}");
+            assert!(
+                message.contains("no session"),
+                "{ns} {transport:?}: {message}"
+            );
         }
         let socket = alice.raw_socket_on(ns).await;
         let whoami = socket.ack("whoami", vec![]).await;
-        assert_eq!(whoami, json!({ "user": "alice" }));
+        assert_eq!(whoami, json!({ "user": "alice" }), "{ns}");
     }
 
     // A session logged out is refused too.

@@ -66,8 +66,9 @@ async fn http_increment_is_seen_by_the_very_next_socket_event() {
     let socket = alice.socket(Transport::Websocket).await;
     for round in 0..5 {
         // HTTP then socket, alternately: each must build on the other's last write.
-        assert_eq!(alice.http.incr().await, 2 * round + 1);
-        assert_eq!(socket.ack("incr", vec![]).await, json!(2 * round + 2));
+        assert_eq!(alice.http.incr().await, 2 * round + 1, "round {round}");
+        let incr = socket.ack("incr", vec![]).await;
+        assert_eq!(incr, json!(2 * round + 2), "round {round}");
     }
     assert_eq!(socket.ack("peek", vec![]).await, json!(10));
 }
@@ -94,10 +95,11 @@ async fn socket_writes_are_seen_by_the_very_next_http_request() {
     let (_server, alice) = alice_on(CookieMode::Private).await;
     let socket = alice.socket(Transport::PollingUpgraded).await;
     for n in 1..=5 {
-        assert_eq!(socket.ack("incr", vec![]).await, json!(n));
+        assert_eq!(socket.ack("incr", vec![]).await, json!(n), "write {n}");
         assert_eq!(
             alice.http.session().await,
-            json!({ "user": "alice", "count": n })
+            json!({ "user": "alice", "count": n }),
+            "write {n}"
         );
     }
     assert_eq!(

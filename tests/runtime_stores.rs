@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use session_harness::{error_of, CookieMode, RawSocket, StoreKind, TestServer, Transport, User};
+use session_harness::{
+    error_of, CookieMode, RawSocket, StoreKind, TestServer, Transport, User, TIMEOUT,
+};
+use session_runtime::Timeouts;
 
 /// A server on `store` with alice logged in and a socket of her session. The output of a
 /// failing test names the store.
@@ -35,16 +38,19 @@ async fn same_session_on_every_transport_and_namespace() {
                 let socket = alice.socket_on(ns, transport).await;
                 assert_eq!(
                     socket.ack("whoami", vec![]).await,
-                    json!({ "user": "alice" })
+                    json!({ "user": "alice" }),
+                    "{store:?} {ns} {transport:?}"
                 );
                 count += 1;
-                assert_eq!(socket.ack("incr", vec![]).await, json!(count));
+                let incr = socket.ack("incr", vec![]).await;
+                assert_eq!(incr, json!(count), "{store:?} {ns} {transport:?}");
                 socket.disconnect().await;
             }
         }
         assert_eq!(
             alice.http.session().await,
-            json!({ "user": "alice", "count": count })
+            json!({ "user": "alice", "count": count }),
+            "{store:?}"
         );
     }
 }
@@ -54,12 +60,15 @@ async fn http_and_socket_see_each_others_last_write() {
     for store in StoreKind::ALL {
         let (_server, alice, socket) = alice_on(store).await;
         for round in 0..3 {
-            assert_eq!(alice.http.incr().await, 2 * round + 1);
-            assert_eq!(socket.ack("incr", vec![]).await, json!(2 * round + 2));
-            assert_eq!(alice.http.session().await["count"], json!(2 * round + 2));
+            let case = format!("{store:?} round {round}");
+            assert_eq!(alice.http.incr().await, 2 * round + 1, "{case}");
+            let incr = socket.ack("incr", vec![]).await;
+            assert_eq!(incr, json!(2 * round + 2), "{case}");
+            let session = alice.http.session().await;
+            assert_eq!(session["count"], json!(2 * round + 2), "{case}");
         }
         socket.ack("login", vec![json!({ "user": "bob" })]).await;
-        assert_eq!(alice.http.session().await["user"], "bob");
+        assert_eq!(alice.http.session().await["user"], "bob", "{store:?}");
     }
 }
 
@@ -67,16 +76,17 @@ async fn http_and_socket_see_each_others_last_write() {
 async fn failed_or_unchanged_handlers_save_nothing() {
     for store in StoreKind::ALL {
         let (server, alice, socket) = alice_on(store).await;
-        assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+        assert_eq!(socket.ack("incr", vec![]).await, json!(1), "{store:?}");
         let saves = server.store.saves();
         error_of(&socket.ack("fail_after_write", vec![]).await);
         error_of(&socket.ack("panic_after_write", vec![]).await);
         socket.ack("whoami", vec![]).await;
         socket.ack("same", vec![]).await;
-        assert_eq!(server.store.saves(), saves);
+        assert_eq!(server.store.saves(), saves, "{store:?}");
         assert_eq!(
             alice.http.session().await,
-            json!({ "user": "alice", "count": 1 })
+            json!({ "user": "alice", "count": 1 }),
+            "{store:?}"
         );
     }
 }
@@ -89,28 +99,35 @@ async fn rotated_or_logged_out_sessions_are_never_written_back() {
         alice.http.login("alice").await; // rotates the id
         let second = alice.raw_socket().await;
         let second_id = alice.id().await;
-        assert!(error_of(&first.ack("incr", vec![]).await).contains("gone"));
-        assert_eq!(second.ack("incr", vec![]).await, json!(1));
-        assert!(server.store.record(first_id).await.is_none());
-        assert_eq!(server.sqlite_rows().await.unwrap_or(1), 1);
+        let ack = first.ack("incr", vec![]).await;
+        assert!(error_of(&ack).contains("gone"), "{store:?}: {ack}");
+        assert_eq!(second.ack("incr", vec![]).await, json!(1), "{store:?}");
+        assert!(server.store.record(first_id).await.is_none(), "{store:?}");
+        assert_eq!(server.sqlite_rows().await.unwrap_or(1), 1, "{store:?}");
 
         alice.http.logout().await;
         let writes = server.store.writes();
-        for socket in [&first, &second] {
-            assert!(error_of(&socket.ack("incr", vec![]).await).contains("gone"));
+        for (i, socket) in [&first, &second].into_iter().enumerate() {
+            let ack = socket.ack("incr", vec![]).await;
             assert!(
-                error_of(&socket.ack("login", vec![json!({ "user": "eve" })]).await)
-                    .contains("gone")
+                error_of(&ack).contains("gone"),
+                "{store:?} socket {i}: {ack}"
             );
-            assert_eq!(socket.ack("whoami", vec![]).await, json!({ "user": null }));
+            let ack = socket.ack("login", vec![json!({ "user": "eve" })]).await;
+            assert!(
+                error_of(&ack).contains("gone"),
+                "{store:?} socket {i}: {ack}"
+            );
+            let whoami = socket.ack("whoami", vec![]).await;
+            assert_eq!(whoami, json!({ "user": null }), "{store:?} socket {i}");
         }
-        assert_eq!(server.store.writes(), writes);
-        assert!(server.store.record(second_id).await.is_none());
-        assert_eq!(server.store.record_count().await, 0);
+        assert_eq!(server.store.writes(), writes, "{store:?}");
+        assert!(server.store.record(second_id).await.is_none(), "{store:?}");
+        assert_eq!(server.store.record_count().await, 0, "{store:?}");
         assert_eq!(
             server.sqlite_rows().await.unwrap_or(0),
             0,
-            "rows left in sqlite"
+            "{store:?}: rows left in sqlite"
         );
     }
 }
@@ -118,7 +135,17 @@ async fn rotated_or_logged_out_sessions_are_never_written_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_socket_and_http_writers_lose_no_update() {
     for store in StoreKind::ALL {
-        let (server, alice, a) = alice_on(store).await;
+        eprintln!("store: {store:?}");
+        let server = TestServer::builder()
+            .store(store)
+            // 120 writers queue on one lock, on a loaded machine (SqliteFile) for longer than
+            // the default bound on that wait (then they get `Busy`); this test is about
+            // serialisation, not that bound (`runtime_faults.rs` tests it).
+            .timeouts(Timeouts::default().lock(TIMEOUT))
+            .start()
+            .await;
+        let alice = server.login("alice").await;
+        let a = alice.raw_socket().await;
         server.store.set_latency(Duration::from_millis(1));
         let b = alice.raw_socket().await;
         let sockets: Vec<_> = (0..50)
@@ -126,12 +153,15 @@ async fn concurrent_socket_and_http_writers_lose_no_update() {
             .collect();
         let https: Vec<_> = (0..20).map(|_| alice.http.incr()).collect();
         let (acks, https) = tokio::join!(join_all(sockets), join_all(https));
-        let mut counts: Vec<i64> = acks.iter().map(|a| a.as_i64().expect("a count")).collect();
+        let mut counts: Vec<i64> = acks
+            .iter()
+            .map(|a| a.as_i64().unwrap_or_else(|| panic!("{store:?}: {a}")))
+            .collect();
         counts.extend(https);
         counts.sort_unstable();
-        assert_eq!(counts, (1..=120).collect::<Vec<_>>());
-        assert_eq!(alice.http.session().await["count"], 120);
-        assert!(server.locks.is_empty());
+        assert_eq!(counts, (1..=120).collect::<Vec<_>>(), "{store:?}");
+        assert_eq!(alice.http.session().await["count"], 120, "{store:?}");
+        assert!(server.locks.is_empty(), "{store:?}");
     }
 }
 
@@ -139,14 +169,16 @@ async fn concurrent_socket_and_http_writers_lose_no_update() {
 async fn store_failures_are_error_acks_and_the_socket_recovers() {
     for store in StoreKind::ALL {
         let (server, alice, socket) = alice_on(store).await;
-        assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+        assert_eq!(socket.ack("incr", vec![]).await, json!(1), "{store:?}");
         server.store.fail_writes(true);
-        assert!(error_of(&socket.ack("incr", vec![]).await).contains("store"));
+        let ack = socket.ack("incr", vec![]).await;
+        assert!(error_of(&ack).contains("store"), "{store:?}: {ack}");
         server.store.fail_writes(false);
         server.store.fail_loads(true);
-        assert!(error_of(&socket.ack("whoami", vec![]).await).contains("store"));
+        let ack = socket.ack("whoami", vec![]).await;
+        assert!(error_of(&ack).contains("store"), "{store:?}: {ack}");
         server.store.fail_loads(false);
-        assert_eq!(alice.http.session().await["count"], 1);
-        assert_eq!(socket.ack("incr", vec![]).await, json!(2));
+        assert_eq!(alice.http.session().await["count"], 1, "{store:?}");
+        assert_eq!(socket.ack("incr", vec![]).await, json!(2), "{store:?}");
     }
 }

@@ -22,8 +22,8 @@ async fn alice_at_two(ns: &str) -> (TestServer, User, RawSocket) {
     let server = TestServer::start().await;
     let alice = server.login("alice").await;
     let socket = alice.raw_socket_on(ns).await;
-    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
-    assert_eq!(socket.ack("incr", vec![]).await, json!(2));
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1), "{ns}");
+    assert_eq!(socket.ack("incr", vec![]).await, json!(2), "{ns}");
     (server, alice, socket)
 }
 
@@ -56,11 +56,11 @@ async fn handler_failing_after_writing_saves_nothing_and_the_server_keeps_servin
                 json!({ "user": "alice", "count": 2 }),
                 "{ns} {event}"
             );
-            assert!(server.locks.is_empty());
-            assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+            assert!(server.locks.is_empty(), "{ns} {event}");
+            assert_eq!(socket.ack("incr", vec![]).await, json!(3), "{ns} {event}");
             let other = alice.socket_on(ns, Transport::Polling).await;
-            assert_eq!(other.ack("incr", vec![]).await, json!(4));
-            assert_eq!(alice.http.incr().await, 5);
+            assert_eq!(other.ack("incr", vec![]).await, json!(4), "{ns} {event}");
+            assert_eq!(alice.http.incr().await, 5, "{ns} {event}");
         }
     }
 }
@@ -83,7 +83,7 @@ async fn unchanged_session_causes_no_save() {
             loads + 9,
             "{ns}: each event reloads the record"
         );
-        assert_eq!(socket.ack("incr", vec![]).await, json!(3));
+        assert_eq!(socket.ack("incr", vec![]).await, json!(3), "{ns}");
         assert_eq!(
             server.store.saves(),
             saves + 1,
@@ -101,12 +101,18 @@ async fn on_inactivity_expiry_moves_forward_when_a_socket_saves() {
         let alice = server.login("alice").await;
         let id = alice.id().await;
         let socket = alice.raw_socket_on(ns).await;
-        let before = server.store.record(id).await.unwrap().expiry_date;
+        let record = server.store.record(id).await;
+        let before = record
+            .unwrap_or_else(|| panic!("{ns}: no record"))
+            .expiry_date;
 
         tokio::time::sleep(Duration::from_millis(20)).await;
         let start = OffsetDateTime::now_utc();
-        assert_eq!(socket.ack("incr", vec![]).await, json!(1));
-        let after = server.store.record(id).await.unwrap().expiry_date;
+        assert_eq!(socket.ack("incr", vec![]).await, json!(1), "{ns}");
+        let record = server.store.record(id).await;
+        let after = record
+            .unwrap_or_else(|| panic!("{ns}: no record"))
+            .expiry_date;
         assert!(
             after > before,
             "{ns}: a save must refresh the expiry: {before} -> {after}"
@@ -120,7 +126,10 @@ async fn on_inactivity_expiry_moves_forward_when_a_socket_saves() {
         // No save, no refresh.
         socket.ack("peek", vec![]).await;
         socket.ack("whoami", vec![]).await;
-        let unchanged = server.store.record(id).await.unwrap().expiry_date;
+        let record = server.store.record(id).await;
+        let unchanged = record
+            .unwrap_or_else(|| panic!("{ns}: no record"))
+            .expiry_date;
         assert_eq!(unchanged, after, "{ns}");
     }
 }
@@ -140,7 +149,7 @@ async fn failing_store_saves_give_an_error_ack_and_the_socket_recovers() {
 
         let session = alice.http.session().await;
         assert_eq!(session, json!({ "user": "alice", "count": 2 }), "{ns}");
-        assert!(server.locks.is_empty());
+        assert!(server.locks.is_empty(), "{ns}");
         assert_eq!(socket.ack("incr", vec![]).await, json!(3), "{ns}");
     }
 }
@@ -157,7 +166,7 @@ async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
         }
         // The HTTP side, too, answers with an error instead of writing.
         let (status, body) = alice.http.raw("POST", "/incr", None).await;
-        assert_ne!(status, 200, "{body}");
+        assert_ne!(status, 200, "{ns}: {body}");
         server.store.fail_loads(false);
 
         assert_eq!(server.store.writes(), writes, "{ns}: nothing half-written");
@@ -166,7 +175,7 @@ async fn failing_store_loads_give_an_error_ack_and_the_socket_recovers() {
         let whoami = socket.ack("whoami", vec![]).await;
         assert_eq!(whoami, json!({ "user": "alice" }), "{ns}");
         assert_eq!(socket.ack("incr", vec![]).await, json!(3), "{ns}");
-        assert!(server.locks.is_empty());
+        assert!(server.locks.is_empty(), "{ns}");
     }
 }
 
@@ -188,7 +197,7 @@ async fn store_failing_mid_burst_loses_no_acknowledged_update() {
             store.fail_writes(false);
         });
         let acks = futures_util::future::join_all(acks).await;
-        chaos.await.unwrap();
+        chaos.await.unwrap_or_else(|err| panic!("{ns}: {err}"));
 
         let succeeded: Vec<i64> = acks.iter().filter_map(|a| a.as_i64()).collect();
         assert!(

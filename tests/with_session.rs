@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use session_harness::{
-    error_of, refusal, server::MEMBERS, SocketClient, TestServer, Transport, User,
+    error_of, refusal, server::MEMBERS, SocketClient, TestServer, Transport, User, TIMEOUT,
 };
 
 /// A server, a visitor whose fresh session holds `values` (JSON texts), and a socket of it.
@@ -122,8 +122,9 @@ async fn a_unit_handler_acknowledges_by_itself() {
     let ack = socket.ack("note", vec![json!("hello")]).await;
     assert_eq!(ack, json!({ "noted": true }));
     // Its save follows its own ack: wait for it, boundedly.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     let mut saved = None;
-    for _ in 0..100 {
+    while tokio::time::Instant::now() < deadline {
         saved = server.data(&visitor).await.unwrap().get("note").cloned();
         if saved.is_some() {
             break;
@@ -147,7 +148,7 @@ async fn connect_refuses_sockets_that_fail_the_guard() {
         (&banned, "this account is banned"),
     ] {
         let message = refusal(visitor.try_socket_on(MEMBERS, Transport::Websocket).await);
-        assert!(message.contains(why), "{message}");
+        assert!(message.contains(why), "{why}: {message}");
     }
     member.socket_on(MEMBERS, Transport::Websocket).await;
 }

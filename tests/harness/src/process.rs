@@ -14,7 +14,7 @@
 //! ```
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{self, BufRead, BufReader},
     os::unix::process::CommandExt,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
@@ -34,22 +34,37 @@ pub struct Process {
     output: Arc<Output>,
 }
 
-/// Every line the child printed (stdout and stderr, interleaved as read).
+/// Every line the child printed, stdout and stderr in the order it wrote them: both are one
+/// pipe, read by one thread, so a line is never logged before one printed earlier.
 #[derive(Default)]
 struct Output {
-    lines: Mutex<Vec<String>>,
+    lines: Mutex<Lines>,
     grew: Condvar,
 }
 
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    /// The pipe reached its end: every process holding it (the child, and any child of its
+    /// own) has exited or closed it, so no line is still on its way.
+    closed: bool,
+}
+
 impl Process {
-    /// Starts `command` with its stdout and stderr captured. The child is sent SIGKILL if the
-    /// thread that started it dies (Linux's parent-death signal), so it never outlives a test
-    /// binary that is itself killed; start processes from the test's own thread.
+    /// Starts `command` with its stdout and stderr captured, both through one pipe. The child
+    /// is sent SIGKILL if the thread that started it dies (Linux's parent-death signal), so it
+    /// never outlives a test binary that is itself killed; start processes from the test's own
+    /// thread.
     pub fn spawn(name: &str, command: &mut Command) -> Self {
+        let (reader, writer) =
+            io::pipe().unwrap_or_else(|err| panic!("a pipe for {name}'s output: {err}"));
+        let writer_too = writer
+            .try_clone()
+            .unwrap_or_else(|err| panic!("a pipe for {name}'s output: {err}"));
         command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(writer)
+            .stderr(writer_too);
         // SAFETY: the closure runs in the forked child before exec and only makes the
         // async-signal-safe prctl(2) call.
         unsafe {
@@ -57,32 +72,21 @@ impl Process {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {name} ({command:?}): {err}"));
+        let spawned = command.spawn();
+        // The command's copies of the write end, closed so that the pipe ends with the child.
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let child = spawned.unwrap_or_else(|err| panic!("starting {name} ({command:?}): {err}"));
         let output = Arc::new(Output::default());
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = output.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    output.lines.lock().unwrap().push(line);
-                    output.grew.notify_all();
-                }
-            });
-        }
+        let reading = output.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                reading.lines.lock().unwrap().lines.push(line);
+                reading.grew.notify_all();
+            }
+            reading.lines.lock().unwrap().closed = true;
+            reading.grew.notify_all();
+        });
         Self {
             name: name.to_owned(),
             child,
@@ -117,45 +121,32 @@ impl Process {
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
         loop {
-            {
-                let lines = self.output.lines.lock().unwrap();
-                if let Some(found) = lines[seen..].iter().find_map(|line| find(line)) {
-                    return Ok(found);
-                }
-                seen = lines.len();
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    drop(lines);
-                    return Err(format!(
-                        "{} printed no expected line within {timeout:?}:\n{}",
-                        self.name,
-                        self.log()
-                    ));
-                }
-                // Woken by a new line, or every 100 ms to notice an exit.
-                let wait = left.min(Duration::from_millis(100));
-                let _ = self.output.grew.wait_timeout(lines, wait).unwrap();
+            let output = self.output.lines.lock().unwrap();
+            if let Some(found) = output.lines[seen..].iter().find_map(|line| find(line)) {
+                return Ok(found);
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Lines printed just before the exit may still be on their way.
-                thread::sleep(Duration::from_millis(50));
-                let lines = self.output.lines.lock().unwrap();
-                if let Some(found) = lines[seen..].iter().find_map(|line| find(line)) {
-                    return Ok(found);
-                }
-                drop(lines);
-                return Err(format!(
-                    "{} exited ({status}) before the expected line:\n{}",
-                    self.name,
-                    self.log()
-                ));
+            seen = output.lines.len();
+            let closed = output.closed;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if closed || left.is_zero() {
+                drop(output);
+                // Only a closed pipe says that no line is still on its way: an exit alone
+                // does not, so it is told with the closed pipe or at the deadline.
+                let why = match self.child.try_wait() {
+                    Ok(Some(status)) => format!("exited ({status}) before the expected line"),
+                    _ if closed => "closed its output before the expected line".to_owned(),
+                    _ => format!("printed no expected line within {timeout:?}"),
+                };
+                return Err(format!("{} {why}:\n{}", self.name, self.log()));
             }
+            // Woken by a new line or by the end of the pipe.
+            let _ = self.output.grew.wait_timeout(output, left).unwrap();
         }
     }
 
     /// Everything the child printed so far.
     pub fn log(&self) -> String {
-        self.output.lines.lock().unwrap().join("\n")
+        self.output.lines.lock().unwrap().lines.join("\n")
     }
 
     /// Sends `signal` to the child.
