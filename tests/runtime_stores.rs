@@ -141,7 +141,7 @@ async fn concurrent_socket_and_http_writers_lose_no_update() {
             // 120 writers queue on one lock, on a loaded machine (SqliteFile) for longer than
             // the default bound on that wait (then they get `Busy`); this test is about
             // serialisation, not that bound (`runtime_faults.rs` tests it).
-            .timeouts(Timeouts::default().lock(TIMEOUT))
+            .timeouts(Timeouts::default().with_lock(TIMEOUT))
             .start()
             .await;
         let alice = server.login("alice").await;

@@ -697,9 +697,10 @@ impl<'a> Report<'a> {
             self.group("idle", label, "incr")
                 .and_then(|g| g.median("rss_per_socket_bytes"))
         };
-        if let (Some(with), Some(without)) =
-            (per_socket("rust/session+expiry"), per_socket("rust/session"))
-        {
+        if let (Some(with), Some(without)) = (
+            per_socket("rust/session+expiry"),
+            per_socket("rust/session"),
+        ) {
             let _ = writeln!(
                 md,
                 "\nThe expiry machinery (a delay-queue entry and a map entry per session, one task per node) costs {:.0} bytes per idle session with a socket (each socket its own session here).",
