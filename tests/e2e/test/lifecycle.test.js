@@ -280,6 +280,28 @@ if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
           assert.deepEqual(otherB.gone.heard, [], "another session's socket on B was told");
         });
 
+        test("a login again on node A (id rotation) is pushed `rotated` to A and B within 1 s", async () => {
+          const [a, b] = nodes;
+          const { client } = await loggedIn(a.url, "alice");
+          const onA = await sockets.open(a.url, client.cookie, transport);
+          const onB = await sockets.open(b.url, client.cookie, transport);
+          const carol = await loggedIn(b.url, "carol");
+          const otherB = await sockets.open(b.url, carol.client.cookie, transport);
+          const before = client.cookie;
+          const started = Date.now();
+          assert.equal((await client.login("bob")).status, 200);
+          assert.notEqual(client.cookie, before, "login must issue a new session id");
+          for (const [name, s] of [["A", onA], ["B", onB]]) {
+            const gone = await s.gone.next(started + PUSH_MS - Date.now(), `rotation to node ${name}`);
+            assert.deepEqual(gone.data, { reason: "rotated" });
+            report(`two nodes, ${transport}, rotation on A, socket on ${name}`, gone.at - started);
+          }
+          // The old id is worthless on B too; the new cookie is bob's there.
+          assert.deepEqual(await ack(onB.socket, "whoami"), { user: null });
+          assert.deepEqual(await sameCookie(client, b.url).session(), { user: "bob", count: 0 });
+          assert.deepEqual(otherB.gone.heard, [], "another session's socket on B was told");
+        });
+
         test("an expiry is pushed to the idle sockets on both nodes within 1 s", async () => {
           const [a, b] = nodes;
           // Late in a second of the clock: Redis keeps expiries in whole seconds, so the record

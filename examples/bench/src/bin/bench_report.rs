@@ -669,10 +669,6 @@ impl<'a> Report<'a> {
                 "rust/session",
                 "socketioxide + `SocketSessions::handler` (session attached)",
             ),
-            (
-                "rust/session+expiry",
-                "… and `Expiry::OnInactivity` (one expiry timer per session, keep-alive)",
-            ),
             ("node/no-session", "Node socket.io, no session middleware"),
             ("node/session", "Node socket.io + express-socket.io-session"),
         ] {
@@ -693,20 +689,7 @@ impl<'a> Report<'a> {
                 g.runs.len()
             );
         }
-        let per_socket = |label: &str| {
-            self.group("idle", label, "incr")
-                .and_then(|g| g.median("rss_per_socket_bytes"))
-        };
-        if let (Some(with), Some(without)) = (
-            per_socket("rust/session+expiry"),
-            per_socket("rust/session"),
-        ) {
-            let _ = writeln!(
-                md,
-                "\nThe expiry machinery (a delay-queue entry and a map entry per session, one task per node) costs {:.0} bytes per idle session with a socket (each socket its own session here).",
-                with - without
-            );
-        }
+        self.expiry_section(&mut md);
         if let Some(a) = attach {
             let _ = writeln!(
                 md,
@@ -1143,6 +1126,40 @@ impl Report<'_> {
                     g.runs.len()
                 );
             }
+        }
+    }
+
+    /// What the expiry machinery costs an idle session: the same server with and without
+    /// `Expiry::OnInactivity` (`run.sh`: labels `expiry/off` and `expiry/on`).
+    fn expiry_section(&self, md: &mut String) {
+        let (Some(off), Some(on)) = (
+            self.group("idle", "expiry/off", "incr"),
+            self.group("idle", "expiry/on", "incr"),
+        ) else {
+            return;
+        };
+        let _ = writeln!(md, "\n## Expiry machinery (idle sessions)\n");
+        let _ = writeln!(md, "`bench_server --variant autosave` holding idle websocket sockets, each of its own logged-in session, without and with `--idle-secs 3600` (`Expiry::OnInactivity`: one delay-queue entry and one map entry per session in the node's expiry task; no session expires during the hold). Bytes per session = (RSS after connecting − RSS before) / sockets; CPU while idle = the server's CPU over the second half of the hold. Medians over the repetitions.\n");
+        let _ = writeln!(md, "| sessions expire | sockets | bytes per idle session | server CPU while idle, ms/s | runs |\n|---|---:|---:|---:|---:|");
+        for (name, g) in [("no", &off), ("after an hour idle", &on)] {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} |",
+                g.runs.first().and_then(|r| r["clients"].as_u64()).unwrap_or(0),
+                fmt(g.median("rss_per_socket_bytes"), 0),
+                fmt(g.median("idle_server_cpu_ms_per_s"), 2),
+                g.runs.len()
+            );
+        }
+        if let (Some(a), Some(b)) = (
+            on.median("rss_per_socket_bytes"),
+            off.median("rss_per_socket_bytes"),
+        ) {
+            let _ = writeln!(
+                md,
+                "\nThe expiry machinery costs {:.0} bytes per idle session.",
+                a - b
+            );
         }
     }
 
