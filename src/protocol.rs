@@ -20,18 +20,19 @@ use axum::{
 use serde_json::{json, Value};
 use session_runtime::http::LockedSession;
 
-/// The four protocol routes. Layer them with `SessionManagerLayer` and, outside it,
-/// `SocketSessions::lock_layer`.
+/// The four protocol routes. Layer them with the socket.io layer and, outside it,
+/// `SocketSessions::layer`.
 ///
 /// ```
 /// use session_runtime::SocketSessions;
-/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+/// use socketioxide::SocketIo;
+/// use tower_sessions::MemoryStore;
 ///
-/// let store = MemoryStore::default();
-/// let sessions = SocketSessions::new(store.clone());
+/// let sessions = SocketSessions::new(MemoryStore::default());
+/// let (sio_layer, io) = SocketIo::new_layer();
 /// let app = session_workspace::protocol::http_routes()
-///     .layer(SessionManagerLayer::new(store).with_secure(false))
-///     .layer(sessions.lock_layer());
+///     .layer(sio_layer)
+///     .layer(sessions.layer(io, |layer| layer.with_secure(false)));
 /// # let _: axum::Router = app;
 /// ```
 pub fn http_routes() -> Router {

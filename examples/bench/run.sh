@@ -274,6 +274,13 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
                 stop_nodes
             done
         done
+        # Keep-alive: `whoami` with sessions that expire after 4 s idle, so every session is
+        # touched about once a second (a lock, a reload and a save each time): round trips
+        # per readonly event with touches on, beside the row above without.
+        start_nodes 1 "$SERVER" --variant autosave --store redis --idle-secs 4 || continue
+        redis_loadgen "redis-rt/autosave+touch/1n" --mode loop --event whoami \
+            --clients "$CLIENTS" --duration "$DURATION" --redis-monitor "$REDIS_PORT"
+        stop_nodes
     done
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true

@@ -746,6 +746,12 @@ impl<'a> Report<'a> {
                 g.runs.len()
             );
         }
+        if let Some(touch) = self
+            .group("loop", "redis-rt/autosave+touch/1n", "whoami")
+            .and_then(|g| g.median("redis_round_trips_per_event"))
+        {
+            let _ = writeln!(md, "\nKeep-alive on (`--idle-secs 4`: each session touched about once a second, a lock, a reload and a save each time): `readonly` `whoami` costs {touch:.3} Redis round trips per event.");
+        }
         let _ = writeln!(md, "\nCross-node burst: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks.\n");
         let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | runs |\n|---|---|---:|---:|---:|---:|---:|---:|");
         for (variant, name) in variants {
