@@ -1151,7 +1151,10 @@ impl Report<'_> {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {} | {} | {} |",
-                g.runs.first().and_then(|r| r["clients"].as_u64()).unwrap_or(0),
+                g.runs
+                    .first()
+                    .and_then(|r| r["clients"].as_u64())
+                    .unwrap_or(0),
                 fmt(g.median("rss_per_socket_bytes"), 0),
                 fmt(g.median("idle_server_cpu_ms_per_s"), 2),
                 g.runs.len()
