@@ -414,23 +414,32 @@ where
                     out.insert(key.to_string(), value);
                 }
                 Ok(None) => {}
-                Err(err) => {
-                    let err = SessionError::from_session(err);
-                    tracing::error!(%err, "could not read the session for `session_json`");
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        [(header::CACHE_CONTROL, "no-store")],
-                        axum::Json(serde_json::json!({ "error": err.to_string() })),
-                    );
-                }
+                Err(err) => return store_unavailable(err, "`session_json`"),
             }
         }
-        (
-            StatusCode::OK,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::Value::Object(out)),
-        )
+        no_store(StatusCode::OK, serde_json::Value::Object(out))
     })
+}
+
+/// The answer of the ready routes: JSON that no cache keeps (it is one user's session).
+fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// A ready route's answer to a failing store: 503 with the short message; the log keeps
+/// the source.
+fn store_unavailable(err: tower_sessions::session::Error, route: &str) -> Response {
+    let err = SessionError::from_session(err);
+    tracing::error!(%err, "could not read the session for {route}");
+    no_store(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({ "error": err.to_string() }),
+    )
 }
 
 /// A ready `POST` route that re-sends the session cookie with a fresh `Max-Age`: what a page
@@ -467,13 +476,7 @@ where
         // Any read makes tower-sessions resolve the record: a session the store no longer
         // holds loses its id here, and must not be given a new cookie (nor a new record).
         if let Err(err) = session.get_value("").await {
-            let err = SessionError::from_session(err);
-            tracing::error!(%err, "could not read the session to refresh its cookie");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CACHE_CONTROL, "no-store")],
-                axum::Json(serde_json::json!({ "error": err.to_string() })),
-            );
+            return store_unavailable(err, "`refresh_cookie`");
         }
         let refreshed = session.id().is_some();
         if refreshed {
@@ -481,10 +484,9 @@ where
             // it (a new expiry in the store) and sends the cookie with a new `Max-Age`.
             session.set_expiry(session.expiry());
         }
-        (
+        no_store(
             StatusCode::OK,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::json!({ "refreshed": refreshed })),
+            serde_json::json!({ "refreshed": refreshed }),
         )
     })
 }
