@@ -14,9 +14,10 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use serde_json::{json, Value};
-use session_harness::{error_of, DemoNode, Http, RawSocket, RedisCluster, RedisSentinel, User};
-use session_runtime::GONE_EVENT;
+use session_harness::{
+    cross::{burst, subscriptions_cross, Tally},
+    DemoNode, Http, RedisCluster, RedisSentinel, User,
+};
 
 /// The bound on recovery, from the replica's promotion to both nodes serving writes.
 const RECOVERY: Duration = Duration::from_secs(5);
@@ -111,42 +112,6 @@ async fn user_beside_the_broadcasts(ha: &Ha, node: &DemoNode) -> (User, String) 
     panic!("30 logins and no session on the broadcast channel's master");
 }
 
-/// The counts acknowledged so far, each once, and the errors.
-#[derive(Default)]
-struct Tally {
-    counts: BTreeSet<i64>,
-    errors: Vec<String>,
-}
-
-impl Tally {
-    fn socket_ack(&mut self, ack: Value) {
-        match ack.as_i64() {
-            Some(count) => assert!(self.counts.insert(count), "count {count} handed out twice"),
-            None => self.errors.push(error_of(&ack).to_owned()),
-        }
-    }
-
-    fn http_answer(&mut self, (status, body): (u16, Value)) -> bool {
-        match body["count"].as_i64() {
-            Some(count) if status == 200 => {
-                assert!(self.counts.insert(count), "count {count} handed out twice");
-                true
-            }
-            _ => {
-                self.errors.push(format!("{status}: {body}"));
-                false
-            }
-        }
-    }
-}
-
-/// Sends `n` `incr` at once on `socket`; each ack on its own task.
-fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
-    (0..n)
-        .map(|_| tokio::spawn(socket.emit("incr", vec![])))
-        .collect()
-}
-
 /// `POST /incr` on every node with `user`'s cookie until each has succeeded once; returns how
 /// long after `since` the last one did.
 async fn until_both_write(nodes: &[&DemoNode; 2], user: &User, tally: &mut Tally) -> Duration {
@@ -177,60 +142,6 @@ async fn until_both_write(nodes: &[&DemoNode; 2], user: &User, tally: &mut Tally
         }
     }
     since.elapsed()
-}
-
-/// A logout on `from` pushes `session:gone` to the session's socket on `to`; a `shout` on
-/// `to` reaches a socket on `from`; `sockets` on either counts `others` + 2 (the sockets of
-/// both nodes: each answers the other's request). Returns the two sockets it opened (still
-/// connected, as the caller must count them).
-async fn subscriptions_cross(from: &DemoNode, to: &DemoNode, others: i64) -> [RawSocket; 2] {
-    let bob = from.login("bob").await;
-    let on_to = to.raw_socket_of(&bob).await;
-    let on_from = from.raw_socket_of(&bob).await;
-    for (node, socket) in [(from, &on_from), (to, &on_to)] {
-        // The other node's subscriptions may take a moment after a failover.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let seen = socket.ack("sockets", vec![]).await;
-            if seen == json!(others + 2) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`sockets` on {}: {seen}, not {}",
-                node.process.name(),
-                others + 2
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    assert_eq!(
-        on_to.ack("shout", vec![json!("hi")]).await,
-        json!({ "ok": true })
-    );
-    assert_eq!(
-        on_from.next_event("shout").await,
-        Some(json!("hi")),
-        "a broadcast from {} reached no socket on {}",
-        to.process.name(),
-        from.process.name()
-    );
-    let started = Instant::now();
-    bob.http.logout().await;
-    let gone = on_to.next_event(GONE_EVENT).await;
-    assert_eq!(
-        gone,
-        Some(json!({ "reason": "logged out" })),
-        "no push from {} to {}",
-        from.process.name(),
-        to.process.name()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    [on_from, on_to]
 }
 
 async fn master_killed_mid_burst(mut ha: Ha) {

@@ -67,7 +67,9 @@ impl DemoNode {
         })
     }
 
-    fn start_named(name: &str, env: &[(&str, &str)]) -> Self {
+    /// [`DemoNode::start`] under `name` (in its log lines and failures): for nodes configured
+    /// apart, e.g. one reaching Redis through a [`Relay`](crate::Relay).
+    pub fn start_named(name: &str, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(Self::binary());
         command.env("PORT", "0").env(
             "RUST_LOG",

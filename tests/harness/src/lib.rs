@@ -13,8 +13,10 @@
 //! | [`raw_socket`] | [`RawSocket`]: a socket.io client with sequential ack ids, for bursts |
 //! | [`fixtures`] | [`User`]: a logged-in client, with its sockets one call away |
 //! | [`process`] | [`Process`]: a child process killed when the test ends, its log kept for failures |
+//! | [`cross`] | what the cross-node tests check: a [`cross::Tally`] of acks, bursts, subscriptions crossing nodes |
 //! | [`demo`] | [`DemoNode`]: the `login_logout` demo as a real process (one or several) |
 //! | [`redis`] | [`RedisServer`]: a `redis-server` of the test's own on a free port |
+//! | [`relay`] | [`Relay`]: a TCP relay that delays, blackholes or cuts a node's traffic to Redis |
 //! | [`redis_ha`] | [`RedisCluster`] (3 masters, 3 replicas) and [`RedisSentinel`] (master, replica, 3 sentinels), for failovers |
 //! | [`required`] | skip (`SKIPPED`) or fail when a tool the test needs is missing |
 //!
@@ -35,6 +37,7 @@
 //! # }
 //! ```
 
+pub mod cross;
 pub mod demo;
 pub mod events;
 pub mod fixtures;
@@ -44,6 +47,7 @@ pub mod process;
 pub mod raw_socket;
 pub mod redis;
 pub mod redis_ha;
+pub mod relay;
 pub mod required;
 pub mod routes;
 pub mod server;
@@ -61,6 +65,7 @@ pub use process::Process;
 pub use raw_socket::RawSocket;
 pub use redis::RedisServer;
 pub use redis_ha::{RedisCluster, RedisNode, RedisSentinel};
+pub use relay::Relay;
 pub use server::{CookieMode, ServerBuilder, TestServer};
 pub use socket::{refusal, ConnectFailure, SocketClient, Transport};
 pub use store::{StoreKind, TestStore, INJECTED_FAILURE};
