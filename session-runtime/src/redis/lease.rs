@@ -12,7 +12,7 @@ use tower_sessions::session::{Id, Record};
 
 use super::{
     backend,
-    scripts::{Acquired, Op},
+    scripts::{Acquired, Op, Turns},
     store::{decode, encode},
     Held, Keys, Shared,
 };
@@ -28,6 +28,14 @@ use crate::{
 /// [`LONGEST_PAUSE`], and never outlasts what is left of the lease.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(16);
+
+/// Nodes waiting for one lease take turns: a node waits at most 20 ms (plus the holder's
+/// transaction) while another node's writers go on; its turn lapses 100 ms after it last
+/// asked, well past its longest pause.
+const TURNS: Turns = Turns {
+    patience_ms: 20,
+    lifetime_ms: 100,
+};
 
 /// The per-session locks of a [`RedisSessions`](super::RedisSessions): leases in Redis (see
 /// the [module docs](super)), taken by every node's writers of a session in turn.
@@ -104,7 +112,13 @@ impl RedisSessionLocks {
             let reply = self
                 .shared
                 .scripts
-                .acquire(client, keys, token, self.lease_ms())
+                .acquire(
+                    client,
+                    keys,
+                    (token, &self.shared.node),
+                    self.lease_ms(),
+                    TURNS,
+                )
                 .await;
             match reply {
                 Ok(Acquired::Taken(record)) => {

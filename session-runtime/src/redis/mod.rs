@@ -60,6 +60,27 @@
 //! ([`Timeouts::with_lock`](crate::Timeouts::with_lock)) ends the wait with
 //! [`SessionError::Busy`](crate::SessionError::Busy).
 //!
+//! **Turns.** The holder's node hands the lease to its own next writer in the time of one
+//! round trip, while a waiting node learns the lease is free only at its next poll. So the
+//! first node refused records itself as waiting (`{<id>}:next`, beside the lease); once it has
+//! waited 20 ms, no other node takes the lease before it does, and it asks every millisecond
+//! until the holder's transaction ends. Under steady contention the nodes thus run batches of
+//! about 20 ms in turn. A node that stops asking (its writer gave up, or it died) loses its
+//! turn 100 ms after its last ask. Measured by the repository's fairness test (two demo
+//! processes writing one session from closed loops for 3 s, debug build, one run each), the
+//! per-node p99 event latency (lock wait plus two round trips) went from:
+//!
+//! | sockets on A + B | before: p99 A / B, writes | with turns: p99 A / B, writes |
+//! |---|---|---|
+//! | 4 + 4 | 66 / 102 ms, 3 209 | 30 / 29 ms, 3 531 |
+//! | 8 + 1 | 75 / 62 ms, 3 066 | 41 / 32 ms, 3 409 |
+//! | 16 + 2 | 81 / 75 ms, 3 138 | 65 / 59 ms, 3 801 |
+//! | 16 + 1 | 105 / 103 ms, 2 538 | 51 / 51 ms, 3 349 |
+//!
+//! Turns are per node, not per writer: a node with 16 writers shares its turns among them, so
+//! each of them waits longer than the one writer of a node beside it. With more than two
+//! nodes waiting, the first refused goes next, the others after it in no fixed order.
+//!
 //! **Fencing.** A holder that is paused or cut off for longer than the lifetime loses the
 //! lease, and another writer may take it. Every write made under a lease is one Lua script
 //! that checks the lease and writes the record together, so a holder whose lease lapsed writes
@@ -191,6 +212,8 @@ pub(crate) struct Shared {
     /// The leases this process holds, by session: the store fences its writes with them.
     /// Writers of one process queue in the process first, so an id has one entry at most.
     held: Mutex<HashMap<Id, Arc<Held>>>,
+    /// This process among the nodes, for taking turns at a lease: random, never reused.
+    node: String,
 }
 
 /// A lease this process holds.
@@ -282,6 +305,7 @@ impl RedisSessions {
                 pool,
                 scripts: Scripts::default(),
                 held: Mutex::default(),
+                node: Id::default().to_string(),
             }),
             lease: DEFAULT_LEASE,
         }
@@ -422,6 +446,8 @@ fn builder(url: &str) -> Result<Builder, fred::error::Error> {
 pub(crate) struct Keys {
     record: String,
     lease: String,
+    /// The node whose turn is next (see `scripts/acquire.lua`).
+    turn: String,
 }
 
 impl Keys {
@@ -430,7 +456,12 @@ impl Keys {
         // Base64url: no braces, so the hash tag is the whole id.
         debug_assert!(!record.contains(['{', '}']));
         let lease = format!("{{{record}}}:lock");
-        Self { record, lease }
+        let turn = format!("{{{record}}}:next");
+        Self {
+            record,
+            lease,
+            turn,
+        }
     }
 }
 
@@ -448,6 +479,7 @@ mod tests {
         for _ in 0..1000 {
             let keys = Keys::of(&Id::default());
             assert_eq!(keys.lease, format!("{{{}}}:lock", keys.record));
+            assert_eq!(keys.turn, format!("{{{}}}:next", keys.record));
             assert!(!keys.record.contains(['{', '}']));
         }
     }

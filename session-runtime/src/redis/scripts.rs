@@ -13,7 +13,8 @@ use super::Keys;
 pub(crate) enum Acquired {
     /// The lease is ours; the record as it was (MessagePack), or `None`.
     Taken(Option<Vec<u8>>),
-    /// Another token holds it, for at most this many more milliseconds.
+    /// Another token holds it, or another node's turn is next: ask again in at most this
+    /// many milliseconds.
     Held(u64),
 }
 
@@ -22,6 +23,15 @@ pub(crate) enum Op<'a> {
     None,
     Save { value: &'a [u8], expires_at: i64 },
     Delete,
+}
+
+/// How nodes take turns at a lease (see `scripts/acquire.lua`).
+#[derive(Clone, Copy)]
+pub(crate) struct Turns {
+    /// How long a waiting node lets the others go first.
+    pub(crate) patience_ms: u64,
+    /// How long a turn outlives its node's last ask.
+    pub(crate) lifetime_ms: u64,
 }
 
 pub(crate) struct Scripts {
@@ -49,21 +59,29 @@ impl Scripts {
         Ok(())
     }
 
-    /// `acquire.lua`: takes the lease for `token` and reads the record.
+    /// `acquire.lua`: takes the lease for `token` of `node` and reads the record.
     pub(crate) async fn acquire(
         &self,
         client: &Client,
         keys: &Keys,
-        token: &str,
+        (token, node): (&str, &str),
         lifetime_ms: u64,
+        turns: Turns,
     ) -> Result<Acquired, Error> {
-        let reply: Vec<Value> = call(
-            &self.acquire,
-            client,
-            keys,
-            vec![Value::from(token), Value::from(lifetime_ms as i64)],
-        )
-        .await?;
+        let reply: Vec<Value> = self
+            .acquire
+            .evalsha_with_reload(
+                client,
+                vec![keys.record.clone(), keys.lease.clone(), keys.turn.clone()],
+                vec![
+                    Value::from(token),
+                    Value::from(lifetime_ms as i64),
+                    Value::from(node),
+                    Value::from(turns.patience_ms as i64),
+                    Value::from(turns.lifetime_ms as i64),
+                ],
+            )
+            .await?;
         let mut reply = reply.into_iter();
         let (Some(taken), Some(second)) = (reply.next(), reply.next()) else {
             return Err(unexpected("acquire.lua"));
