@@ -8,8 +8,9 @@
 //! | `Blackhole` | connections stay open but nothing arrives either way: a partition. What was sent meanwhile is held and delivered on heal, late, as TCP's retransmissions would after a short partition |
 //! | `Cut` | every connection closed, new ones closed at once, until healed |
 //!
-//! The relay runs on a thread and a runtime of its own, so its timing does not depend on the
-//! test's. Dropping it closes every connection. A standalone binary of it, `relay` (this
+//! The relay runs on threads of its own (two per connection and direction), so its timing
+//! does not depend on the test's runtime, and a delay is kept to a few tens of microseconds
+//! (a thread's sleep, not a timer wheel's millisecond). Dropping it closes every connection. A standalone binary of it, `relay` (this
 //! crate's `src/bin/relay.rs`), adds a fixed delay for the benchmark.
 //!
 //! ```no_run
@@ -25,15 +26,14 @@
 //! ```
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
-    time::Duration,
-};
-
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{tcp, TcpListener, TcpStream},
-    sync::{mpsc, watch},
-    time::Instant,
+    io::{Read, Write},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError,
+    },
+    thread,
+    time::{Duration, Instant},
 };
 
 /// What the relay does to the traffic (see the module docs).
@@ -48,7 +48,30 @@ pub enum Fault {
 /// A running relay (see the module docs).
 pub struct Relay {
     port: u16,
-    fault: watch::Sender<Fault>,
+    shared: Arc<Shared>,
+}
+
+/// What the relay's threads share.
+struct Shared {
+    fault: Mutex<Fault>,
+    /// Signalled on every change of `fault`: writers held by a blackhole wait on it.
+    changed: Condvar,
+    /// Both ends of every connection, to close them on a cut.
+    streams: Mutex<Vec<TcpStream>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn fault(&self) -> MutexGuard<'_, Fault> {
+        self.fault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn close_all(&self) {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        for stream in streams.drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 impl Relay {
@@ -59,25 +82,32 @@ impl Relay {
 
     /// [`Relay::start`] with `fault` from the first connection on.
     pub fn start_with(target_port: u16, fault: Fault) -> Self {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        listener.set_nonblocking(true).expect("non-blocking");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let port = listener.local_addr().expect("local address").port();
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
-        let (sender, faults) = watch::channel(fault);
-        std::thread::Builder::new()
-            .name(format!("relay:{port}"))
-            .spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("relay runtime")
-                    .block_on(serve(listener, target, faults))
-            })
-            .expect("relay thread");
-        Self {
-            port,
-            fault: sender,
-        }
+        let shared = Arc::new(Shared {
+            fault: Mutex::new(fault),
+            changed: Condvar::new(),
+            streams: Mutex::default(),
+            closed: AtomicBool::new(false),
+        });
+        let accepting = shared.clone();
+        spawn(format!("relay:{port}"), move || {
+            for client in listener.incoming() {
+                if accepting.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if *accepting.fault() == Fault::Cut {
+                    continue; // dropped: closed at once
+                }
+                let shared = accepting.clone();
+                spawn(format!("relay:{port}:conn"), move || {
+                    connect(client, target, shared)
+                });
+            }
+        });
+        Self { port, shared }
     }
 
     /// The port the relay listens on.
@@ -92,97 +122,96 @@ impl Relay {
 
     /// Applies `fault` from now on; [`Fault::None`] heals.
     pub fn set(&self, fault: Fault) {
-        self.fault.send_replace(fault);
-    }
-}
-
-/// Accepts connections until the [`Relay`] is dropped; the runtime's end then closes them.
-async fn serve(
-    listener: std::net::TcpListener,
-    target: SocketAddr,
-    mut faults: watch::Receiver<Fault>,
-) {
-    let listener = TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
-                if *faults.borrow() == Fault::Cut {
-                    continue; // dropped: closed at once
-                }
-                tokio::spawn(relay(client, target, faults.clone()));
-            }
-            changed = faults.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+        *self.shared.fault() = fault;
+        self.shared.changed.notify_all();
+        if fault == Fault::Cut {
+            self.shared.close_all();
         }
     }
 }
 
-/// One connection: both directions, until either side closes or the relay cuts it.
-async fn relay(client: TcpStream, target: SocketAddr, faults: watch::Receiver<Fault>) {
-    let Ok(server) = TcpStream::connect(target).await else {
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.set(Fault::Cut);
+        // Wakes the acceptor, which then sees `closed`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+    }
+}
+
+fn spawn(name: String, run: impl FnOnce() + Send + 'static) {
+    thread::Builder::new()
+        .name(name)
+        .spawn(run)
+        .expect("a relay thread");
+}
+
+/// One connection: connects to the target and carries both directions until either side
+/// closes or the relay cuts it.
+fn connect(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
+    let Ok(server) = TcpStream::connect(target) else {
+        return;
+    };
+    let (Ok(client_in), Ok(server_in)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
     for stream in [&client, &server] {
         let _ = stream.set_nodelay(true);
     }
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let mut cut = faults.clone();
-    tokio::select! {
-        () = async {
-            tokio::join!(
-                pipe(client_read, server_write, faults.clone()),
-                pipe(server_read, client_write, faults),
-            );
-        } => {}
-        _ = cut.wait_for(|fault| *fault == Fault::Cut) => {}
+    {
+        let mut streams = shared
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        streams.retain(|stream| stream.peer_addr().is_ok());
+        for stream in [&client, &server] {
+            if let Ok(stream) = stream.try_clone() {
+                streams.push(stream);
+            }
+        }
     }
+    let upstream = shared.clone();
+    spawn("relay:up".into(), move || pipe(client_in, server, upstream));
+    pipe(server_in, client, shared);
 }
 
 /// Carries one direction: each chunk stamped with when it may be delivered (now + the delay
 /// in force when it was read), held while the relay is a blackhole.
-async fn pipe(
-    mut from: tcp::OwnedReadHalf,
-    mut to: tcp::OwnedWriteHalf,
-    faults: watch::Receiver<Fault>,
-) {
-    let (chunks, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let read = {
-        let faults = faults.clone();
-        async move {
-            let mut buf = vec![0; 16 * 1024];
-            while let Ok(n @ 1..) = from.read(&mut buf).await {
-                let delay = match *faults.borrow() {
-                    Fault::Delay(delay) => delay,
-                    _ => Duration::ZERO,
-                };
-                if chunks
-                    .send((Instant::now() + delay, buf[..n].to_vec()))
-                    .is_err()
-                {
-                    return;
-                }
+fn pipe(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
+    let (chunks, queued) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = shared.clone();
+    spawn("relay:write".into(), move || {
+        for (at, chunk) in queued {
+            let left = at.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                thread::sleep(left);
             }
-        }
-    };
-    let write = async move {
-        let mut faults = faults;
-        while let Some((at, chunk)) = queued.recv().await {
-            tokio::time::sleep_until(at).await;
-            if faults
-                .wait_for(|fault| *fault != Fault::Blackhole)
-                .await
-                .is_err()
-                || to.write_all(&chunk).await.is_err()
-            {
+            let mut fault = writer.fault();
+            while *fault == Fault::Blackhole {
+                fault = writer
+                    .changed
+                    .wait(fault)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let cut = *fault == Fault::Cut;
+            drop(fault);
+            if cut || to.write_all(&chunk).is_err() {
                 return;
             }
         }
-        let _ = to.shutdown().await;
-    };
-    tokio::join!(read, write);
+        let _ = to.shutdown(Shutdown::Write);
+    });
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let delay = match *shared.fault() {
+            Fault::Delay(delay) => delay,
+            _ => Duration::ZERO,
+        };
+        if chunks
+            .send((Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
+        {
+            return;
+        }
+    }
 }
