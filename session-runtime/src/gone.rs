@@ -521,11 +521,18 @@ tokio::task_local! {
     static REQUEST: Arc<Mutex<RequestEnds>>;
 }
 
-/// The deletes and creates of one request.
+/// The deletes and creates of one request, and whether a write of it failed.
 #[derive(Default, Debug)]
 pub(crate) struct RequestEnds {
     deleted: Vec<Id>,
     created: bool,
+    failed: bool,
+}
+
+/// Whether a write of the request's session failed (the session layer then answers a bare
+/// 500 in place of the route's answer).
+pub(crate) fn request_write_failed(ends: &Mutex<RequestEnds>) -> bool {
+    ends.lock().unwrap_or_else(PoisonError::into_inner).failed
 }
 
 /// Runs `request` in a scope whose deletes are pushed by [`push_request_ends`] instead of at
@@ -539,8 +546,9 @@ pub(crate) async fn in_request_scope<F: Future>(
 
 /// Pushes what the request ended: every id it deleted, `rotated` if it also created a record.
 pub(crate) async fn push_request_ends(lifecycle: &Lifecycle, ends: &Mutex<RequestEnds>) {
-    let RequestEnds { deleted, created } =
-        std::mem::take(&mut *ends.lock().unwrap_or_else(PoisonError::into_inner));
+    let RequestEnds {
+        deleted, created, ..
+    } = std::mem::take(&mut *ends.lock().unwrap_or_else(PoisonError::into_inner));
     let reason = if created { ROTATED } else { LOGGED_OUT };
     for id in deleted {
         lifecycle.ended(id, reason).await;
@@ -588,16 +596,24 @@ fn in_request(f: impl FnOnce(&mut RequestEnds)) -> bool {
         .is_ok()
 }
 
+/// `written`, noting a failure in the request's scope (if any).
+fn noted<T>(written: session_store::Result<T>) -> session_store::Result<T> {
+    if written.is_err() {
+        in_request(|ends| ends.failed = true);
+    }
+    written
+}
+
 #[async_trait::async_trait]
 impl SessionStore for WatchedStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.inner.create(record).await?;
+        noted(self.inner.create(record).await)?;
         in_request(|ends| ends.created = true);
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.inner.save(record).await?;
+        noted(self.inner.save(record).await)?;
         self.lifecycle.moved(record.id, record.expiry_date);
         Ok(())
     }
@@ -607,7 +623,7 @@ impl SessionStore for WatchedStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await?;
+        noted(self.inner.delete(id).await)?;
         // Inside a request the lock layer pushes once the session layer has saved (and knows
         // whether a new record followed); elsewhere (a task of the app's) at once.
         if !in_request(|ends| ends.deleted.push(*id)) {

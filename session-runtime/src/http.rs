@@ -49,7 +49,7 @@ use tower_sessions::Session;
 
 pub use crate::gone::WatchedStore;
 use crate::{
-    gone::{in_request_scope, push_request_ends, Lifecycle, RequestEnds},
+    gone::{in_request_scope, push_request_ends, request_write_failed, Lifecycle, RequestEnds},
     locks::{SessionLockGuard, SessionLocks},
     SessionError, Timeouts,
 };
@@ -212,7 +212,19 @@ where
             }
             drop(guard);
             let response = response.into_response();
+            let failed = request_write_failed(&ends);
+            // What the request ended is pushed even if a later write failed (a rotation's
+            // create: its sockets are logged out).
             push_request_ends(&lifecycle, &ends).await;
+            if failed {
+                // tower-sessions answers a bare 500 when its save fails; a store that failed
+                // is worth trying again, as everywhere else: 503 and the error.
+                let err = SessionError::Store(tower_sessions::session_store::Error::Backend(
+                    "the session layer could not write the session".into(),
+                ));
+                tracing::error!(error = %err.report(), "an HTTP write of the session failed");
+                return Ok(LockedSessionRejection::Session(err).into_response());
+            }
             Ok(response)
         })
     }
