@@ -12,6 +12,7 @@ use tower_sessions::session::{Id, Record};
 
 use super::{
     backend,
+    replicas::{self, ReplicaWait},
     scripts::{Acquired, Op, Turns},
     store::{decode, encode},
     Held, Keys, Shared,
@@ -58,6 +59,7 @@ pub struct RedisSessionLocks {
     /// Writers of one process queue here first: one of them at a time asks Redis.
     local: LocalSessionLocks,
     lease: Duration,
+    replicas: Option<ReplicaWait>,
 }
 
 impl fmt::Debug for RedisSessionLocks {
@@ -70,11 +72,12 @@ impl fmt::Debug for RedisSessionLocks {
 }
 
 impl RedisSessionLocks {
-    pub(crate) fn new(shared: Arc<Shared>, lease: Duration) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, lease: Duration, replicas: Option<ReplicaWait>) -> Self {
         Self {
             shared,
             local: LocalSessionLocks::default(),
             lease,
+            replicas,
         }
     }
 
@@ -180,6 +183,7 @@ impl SessionLocks for RedisSessionLocks {
                 keys,
                 held,
                 record: Some(record),
+                replicas: self.replicas,
                 renewal,
                 local: Some(local),
                 released: false,
@@ -275,6 +279,7 @@ struct RedisLease {
     held: Arc<Held>,
     /// The record read with the lease, until the transaction takes it.
     record: Option<Option<Vec<u8>>>,
+    replicas: Option<ReplicaWait>,
     renewal: JoinHandle<()>,
     /// The process's own lock, kept until the lease is given back.
     local: Option<SessionLockGuard>,
@@ -296,6 +301,7 @@ impl SessionLease for RedisLease {
     fn finish(mut self: Box<Self>, write: LeaseWrite<'_>) -> LeaseFuture<'_> {
         Box::pin(async move {
             let value;
+            let changes = !matches!(write, LeaseWrite::Nothing);
             let op = match write {
                 LeaseWrite::Nothing => Op::None,
                 LeaseWrite::Delete => Op::Delete,
@@ -308,21 +314,19 @@ impl SessionLease for RedisLease {
                 }
             };
             self.renewal.abort();
+            let client = self.shared.pool.next();
             let written = self
                 .shared
                 .scripts
-                .write(
-                    self.shared.pool.next(),
-                    &self.keys,
-                    &self.held.token,
-                    op,
-                    true,
-                )
+                .write(client, &self.keys, &self.held.token, op, true)
                 .await;
             match written {
                 Ok(true) => {
                     self.released = true;
-                    Ok(())
+                    let replicas = self.replicas.filter(|_| changes);
+                    replicas::after_write(replicas, client, &self.keys.record)
+                        .await
+                        .map_err(|err| SessionError::Store(backend(err)))
                 }
                 Ok(false) => {
                     self.released = true;

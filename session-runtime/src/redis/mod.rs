@@ -126,8 +126,16 @@
 //! update (its count goes back, and the next writer hands the same count out again) or a lease
 //! (two holders may then overlap, for one lease lifetime at most). On one machine's loopback
 //! the replica is a few microseconds behind and no run lost an acknowledged write; across a
-//! network the window is the replication lag. Only a `WAIT` for a replica before each
-//! acknowledgement would close it (not offered).
+//! network the window is the replication lag.
+//!
+//! **Waiting for a replica.** [`RedisSessions::with_replica_wait`] closes that window for the
+//! records: every write is followed by `WAIT`, and is acknowledged only once a replica has
+//! it (else the client gets an error, HTTP 503). A replica that has the write also has the
+//! lease taken before it (replication keeps order), so the promoted replica fences the old
+//! holder. It costs one round trip per write and the replica's acknowledgement; `readonly`
+//! events and unchanged sessions cost nothing more. Leases taken and not yet followed by a
+//! write can still be lost, so two holders may overlap after a failover, but only one of them
+//! can write: the one whose token the promoted replica holds.
 //!
 //! **Why the adapter resubscribes itself.** fred 10.1's `SubscriberClient::manage_subscriptions`
 //! sends `SUBSCRIBE` with the (empty) list of plain channels first, Redis refuses it, and it
@@ -139,11 +147,14 @@
 //!
 //! The lease is as safe as the Redis that holds it: with a replica promoted after a failover,
 //! writes the old primary acknowledged but had not replicated are lost, leases included, so two
-//! holders can overlap. Writers that take no lock (a plain `tower_sessions::Session` route that
-//! writes) are not fenced. Clocks do not matter: lifetimes are counted by Redis alone. A node
-//! that dies holds its sessions up for one lease at most.
+//! holders can overlap ([`RedisSessions::with_replica_wait`] keeps the writes; the overlapping
+//! holders stay fenced). Writers that take no lock (a plain `tower_sessions::Session` route
+//! that writes) are not fenced. Clocks do not matter:
+//! lifetimes are counted by Redis alone. A node that dies holds its sessions up for one lease
+//! at most.
 
 mod lease;
+mod replicas;
 mod resubscribe;
 mod scripts;
 mod store;
@@ -170,6 +181,7 @@ pub use socketioxide_redis;
 pub use store::RedisSessionStore;
 pub use tower_sessions_redis_store;
 
+use replicas::ReplicaWait;
 use scripts::Scripts;
 
 /// The lease's lifetime unless [`RedisSessions::with_lease`] says otherwise.
@@ -203,6 +215,7 @@ const POOL_SIZE: usize = 2;
 pub struct RedisSessions {
     shared: Arc<Shared>,
     lease: Duration,
+    replicas: Option<ReplicaWait>,
 }
 
 /// What the store and the locks of one [`RedisSessions`] share.
@@ -238,6 +251,7 @@ impl fmt::Debug for RedisSessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSessions")
             .field("lease", &self.lease)
+            .field("replicas", &self.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -308,6 +322,7 @@ impl RedisSessions {
                 node: Id::default().to_string(),
             }),
             lease: DEFAULT_LEASE,
+            replicas: None,
         }
     }
 
@@ -339,6 +354,43 @@ impl RedisSessions {
         self
     }
 
+    /// Acknowledges a write of a session only once `replicas` replicas have it: every write
+    /// of a record (a save or a delete under a lease, and the store's own creates, saves and
+    /// deletes) is followed by `WAIT replicas timeout` on the connection that wrote, routed on
+    /// a Cluster to the node of the record's slot. When fewer replicas confirm it within
+    /// `timeout`, the write fails: its client gets an error (HTTP 503), never a success for a
+    /// write a failover could lose, though the write may well be there (Redis does not undo
+    /// it). Applies to the store and the locks made after.
+    ///
+    /// Without it (the default) replication is asynchronous: a failover may lose the writes
+    /// the old master acknowledged last (see the [module docs](self)).
+    ///
+    /// It costs one round trip per write (a `readonly` event and an `autosave` event that
+    /// changes nothing cost what they did), plus the replica's acknowledgement: the
+    /// replication lag, measured in the repository's benchmark. Keep `timeout` under the store
+    /// bound ([`Timeouts::with_store`](crate::Timeouts::with_store), 3 s by default).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use session_runtime::redis::RedisSessions;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisSessions::connect("redis-sentinel://10.0.0.1:26379?sentinelServiceName=sessions")
+    ///     .await?
+    ///     .with_replica_wait(1, Duration::from_millis(500)); // before `store()` and `locks()`
+    /// let (store, locks) = (redis.store(), redis.locks());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `replicas` is 0: use the default instead.
+    pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        assert!(replicas > 0, "waiting for 0 replicas waits for nothing");
+        self.replicas = Some(ReplicaWait { replicas, timeout });
+        self
+    }
+
     /// The session store, for `SessionManagerLayer` and [`SocketSessions::new`](crate::SocketSessions::new).
     ///
     /// Give it to [`SocketSessions::new`](crate::SocketSessions::new) only: the session layer
@@ -353,7 +405,7 @@ impl RedisSessions {
     /// # Ok(()) }
     /// ```
     pub fn store(&self) -> RedisSessionStore {
-        RedisSessionStore::new(self.shared.clone())
+        RedisSessionStore::new(self.shared.clone(), self.replicas)
     }
 
     /// The per-session locks, for [`SocketSessions::with_locks`](crate::SocketSessions::with_locks).
@@ -367,7 +419,7 @@ impl RedisSessions {
     /// # Ok(()) }
     /// ```
     pub fn locks(&self) -> RedisSessionLocks {
-        RedisSessionLocks::new(self.shared.clone(), self.lease)
+        RedisSessionLocks::new(self.shared.clone(), self.lease, self.replicas)
     }
 
     /// The pool of connections.

@@ -3,14 +3,19 @@
 
 use std::{fmt, sync::Arc};
 
-use fred::clients::Pool;
+use fred::clients::{Client, Pool};
 use tower_sessions::{
     session::{Id, Record},
     session_store, SessionStore,
 };
 use tower_sessions_redis_store::RedisStore;
 
-use super::{backend, scripts::Op, Held, Keys, Shared};
+use super::{
+    backend,
+    replicas::{self, ReplicaWait},
+    scripts::Op,
+    Held, Keys, Shared,
+};
 
 /// The session store of a [`RedisSessions`](super::RedisSessions): records exactly as
 /// [`tower_sessions_redis_store::RedisStore`] keeps them (key = the bare session id, value =
@@ -35,6 +40,7 @@ use super::{backend, scripts::Op, Held, Keys, Shared};
 pub struct RedisSessionStore {
     inner: RedisStore<Pool>,
     shared: Arc<Shared>,
+    replicas: Option<ReplicaWait>,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -44,25 +50,36 @@ impl fmt::Debug for RedisSessionStore {
 }
 
 impl RedisSessionStore {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, replicas: Option<ReplicaWait>) -> Self {
         Self {
             inner: RedisStore::new(shared.pool.clone()),
             shared,
+            replicas,
         }
+    }
+
+    /// The inner store's write `write` of `id`'s record, followed by a wait for the replicas
+    /// (on the same connection) when asked for.
+    async fn unfenced<F, Fut>(&self, id: &Id, write: F) -> session_store::Result<()>
+    where
+        F: FnOnce(RedisStore<Client>) -> Fut,
+        Fut: std::future::Future<Output = session_store::Result<()>>,
+    {
+        let client = self.shared.pool.next().clone();
+        write(RedisStore::new(client.clone())).await?;
+        replicas::after_write(self.replicas, &client, &id.to_string())
+            .await
+            .map_err(backend)
     }
 
     /// `op` on `id`'s record, fenced by `held`.
     async fn fenced(&self, id: &Id, held: &Held, op: Op<'_>) -> session_store::Result<()> {
+        let client = self.shared.pool.next();
+        let keys = Keys::of(id);
         let written = self
             .shared
             .scripts
-            .write(
-                self.shared.pool.next(),
-                &Keys::of(id),
-                &held.token,
-                op,
-                false,
-            )
+            .write(client, &keys, &held.token, op, false)
             .await
             .map_err(backend)?;
         if !written {
@@ -71,7 +88,9 @@ impl RedisSessionStore {
                 "the session's lease lapsed before the write; nothing written".into(),
             ));
         }
-        Ok(())
+        replicas::after_write(self.replicas, client, &keys.record)
+            .await
+            .map_err(backend)
     }
 }
 
@@ -89,7 +108,15 @@ pub(crate) fn decode(bytes: &[u8]) -> session_store::Result<Record> {
 impl SessionStore for RedisSessionStore {
     /// A new id: `SET NX` (a fresh random id needs no lease).
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.inner.create(record).await
+        if self.replicas.is_none() {
+            return self.inner.create(record).await;
+        }
+        // `create` may change the id: wait on the one it wrote.
+        let client = self.shared.pool.next().clone();
+        RedisStore::new(client.clone()).create(record).await?;
+        replicas::after_write(self.replicas, &client, &record.id.to_string())
+            .await
+            .map_err(backend)
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -102,7 +129,11 @@ impl SessionStore for RedisSessionStore {
                 };
                 self.fenced(&record.id, &held, op).await
             }
-            None => self.inner.save(record).await,
+            None if self.replicas.is_none() => self.inner.save(record).await,
+            None => {
+                self.unfenced(&record.id, |store| async move { store.save(record).await })
+                    .await
+            }
         }
     }
 
@@ -113,7 +144,11 @@ impl SessionStore for RedisSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self.shared.holding(id) {
             Some(held) => self.fenced(id, &held, Op::Delete).await,
-            None => self.inner.delete(id).await,
+            None if self.replicas.is_none() => self.inner.delete(id).await,
+            None => {
+                self.unfenced(id, |store| async move { store.delete(id).await })
+                    .await
+            }
         }
     }
 }

@@ -45,6 +45,30 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
+    /// Starts a replica of `master` on a free port and waits until it is in sync.
+    pub fn start_replica_of(master: &RedisServer) -> Self {
+        let master_port = master.port.to_string();
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(process) = launch(port, &["--replicaof", "127.0.0.1", &master_port]) {
+                let replica = Self { process, port };
+                let deadline = std::time::Instant::now() + TIMEOUT;
+                while !replica
+                    .cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+                {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the replica never synced"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                return replica;
+            }
+        }
+        panic!("no replica started on any of 5 free ports");
+    }
+
     /// `redis://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

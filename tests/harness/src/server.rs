@@ -82,6 +82,8 @@ pub struct ServerBuilder {
     timeouts: Option<Timeouts>,
     push_gone: bool,
     redis: Option<(String, Duration)>,
+    /// `RedisSessions::with_replica_wait`'s replicas and timeout.
+    replica_wait: Option<(u32, Duration)>,
 }
 
 /// Which locks the server's sockets and HTTP routes share.
@@ -180,16 +182,27 @@ impl ServerBuilder {
         self
     }
 
+    /// With [`ServerBuilder::redis`]: every write is acknowledged only once `replicas`
+    /// replicas have it, or fails after `timeout` (`RedisSessions::with_replica_wait`).
+    pub fn replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_wait = Some((replicas, timeout));
+        self
+    }
+
     /// Builds the store, binds `127.0.0.1:0` and serves in a background task.
     pub async fn start(self) -> TestServer {
         crate::init_tracing();
         let redis = match &self.redis {
-            Some((url, lease)) => Some(
-                RedisSessions::connect(url)
+            Some((url, lease)) => {
+                let redis = RedisSessions::connect(url)
                     .await
                     .expect("connect to redis")
-                    .with_lease(*lease),
-            ),
+                    .with_lease(*lease);
+                Some(match self.replica_wait {
+                    Some((replicas, timeout)) => redis.with_replica_wait(replicas, timeout),
+                    None => redis,
+                })
+            }
             None => None,
         };
         let (store, sqlite) = match &redis {
@@ -366,6 +379,7 @@ impl TestServer {
             timeouts: None,
             push_gone: true,
             redis: None,
+            replica_wait: None,
         }
     }
 

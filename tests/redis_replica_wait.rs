@@ -1,0 +1,71 @@
+//! `RedisSessions::with_replica_wait`: a write is acknowledged only once a replica has it. With
+//! the replica paused (SIGSTOP), socket writes get error acks and HTTP writes 503 after the
+//! wait's timeout, never a success a failover could take back; a node without the opt-in on
+//! the same Redis goes on acknowledging; once the replica is back, writes succeed again.
+//!
+//! The refused writes are on the master all the same (`WAIT` undoes nothing): the count goes
+//! on from them. Its cost in round trips is counted in `redis_round_trips`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use session_harness::{error_of, RedisServer, TestServer};
+
+const WAIT: Duration = Duration::from_millis(300);
+const LEASE: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_replica_paused_a_write_fails_after_the_wait_and_succeeds_once_it_is_back() {
+    let Some(master) = RedisServer::start() else {
+        return;
+    };
+    let replica = RedisServer::start_replica_of(&master);
+    let waiting = TestServer::builder()
+        .redis(&master.url(), LEASE)
+        .replica_wait(1, WAIT)
+        .start()
+        .await;
+    let plain = TestServer::builder()
+        .redis(&master.url(), LEASE)
+        .start()
+        .await;
+    let alice = waiting.login("alice").await;
+    let socket = alice.raw_socket().await;
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    // In sync: the replica has the write the moment it is acknowledged.
+    let record = master.cli(&["KEYS", "*"]);
+    let record = record
+        .lines()
+        .find(|key| !key.contains('{'))
+        .expect("alice's record")
+        .to_owned();
+    assert_eq!(replica.cli(&["EXISTS", &record]), "1");
+
+    replica.process.pause();
+    let started = Instant::now();
+    let ack = socket.ack("incr", vec![]).await;
+    let socket_error = started.elapsed();
+    assert_eq!(error_of(&ack), "session store failed");
+    let started = Instant::now();
+    let (status, body) = alice.http.raw("POST", "/incr", None).await;
+    let http_error = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    for took in [socket_error, http_error] {
+        assert!(took >= WAIT, "answered before the wait's timeout: {took:?}");
+    }
+    // Without the opt-in, the same Redis acknowledges at once.
+    let bob = plain.login("bob").await;
+    assert_eq!(bob.raw_socket().await.ack("incr", vec![]).await, json!(1));
+
+    replica.process.resume();
+    let ack = socket.ack("incr", vec![]).await;
+    assert_eq!(
+        ack,
+        json!(4),
+        "the refused writes are on the master: 1, 2, 3, then 4"
+    );
+    eprintln!(
+        "replica paused: socket error ack after {socket_error:?}, HTTP 503 after \
+         {http_error:?} (wait {WAIT:?})"
+    );
+}
