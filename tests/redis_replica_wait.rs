@@ -3,13 +3,22 @@
 //! wait's timeout, never a success a failover could take back; a node without the opt-in on
 //! the same Redis goes on acknowledging; once the replica is back, writes succeed again.
 //!
+//! On a Cluster the wait is for the replica of the record's own master: another master's
+//! replica, paused, holds nothing up.
+//!
 //! The refused writes are on the master all the same (`WAIT` undoes nothing): the count goes
 //! on from them. Its cost in round trips is counted in `redis_round_trips`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use session_harness::{error_of, RedisServer, TestServer};
+use session_harness::{error_of, RedisCluster, RedisNode, RedisServer, TestServer};
+use session_runtime::redis::RedisSessions;
+use tower_sessions::{
+    cookie::time::{self, OffsetDateTime},
+    session::{Id, Record},
+    SessionStore,
+};
 
 const WAIT: Duration = Duration::from_millis(300);
 const LEASE: Duration = Duration::from_secs(5);
@@ -68,4 +77,61 @@ async fn with_its_replica_paused_a_write_fails_after_the_wait_and_succeeds_once_
         "replica paused: socket error ack after {socket_error:?}, HTTP 503 after \
          {http_error:?} (wait {WAIT:?})"
     );
+}
+
+/// The port of the replica of the master on `master`.
+fn replica_of(cluster: &RedisCluster, master: u16) -> u16 {
+    let info = session_harness::redis::cli(master, &["INFO", "replication"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("slave0:"))
+        .and_then(|fields| fields.split(',').find_map(|f| f.strip_prefix("port=")))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no replica of {master}:\n{}", cluster.nodes_view()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_the_wait_is_for_the_replica_of_the_records_master() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let store = RedisSessions::connect(&cluster.url())
+        .await
+        .expect("connect")
+        .with_replica_wait(1, WAIT)
+        .store();
+    let mut record = Record {
+        id: Id::default(),
+        data: Default::default(),
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.expect("created");
+    let master = cluster.master_of(&record.id.to_string());
+    let node = |port: u16| {
+        cluster
+            .nodes()
+            .iter()
+            .find(|node| node.port() == port)
+            .expect("a node")
+    };
+    let own = node(replica_of(&cluster, master));
+    let other_master = cluster
+        .nodes()
+        .iter()
+        .map(RedisNode::port)
+        .find(|&port| {
+            port != master && !session_harness::redis::cli(port, &["ROLE"]).starts_with("slave")
+        })
+        .expect("another master");
+    let other = node(replica_of(&cluster, other_master));
+
+    other.process.pause();
+    let elsewhere = store.save(&record).await;
+    other.process.resume();
+    elsewhere.expect("another master's replica does not hold this write up");
+
+    own.process.pause();
+    let refused = store.save(&record).await;
+    own.process.resume();
+    assert!(refused.is_err(), "written with its master's replica paused");
+    store.save(&record).await.expect("its replica is back");
 }

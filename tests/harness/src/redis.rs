@@ -109,7 +109,7 @@ pub(crate) fn tools_found(suite: &str) -> bool {
 }
 
 /// `redis-cli -p port args...`, its output trimmed; panics if redis-cli fails.
-pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+pub fn cli(port: u16, args: &[&str]) -> String {
     try_cli(port, args).unwrap_or_else(|why| panic!("redis-cli -p {port} {args:?}: {why}"))
 }
 
