@@ -13,6 +13,11 @@
 # REDIS (1): also measure one and two nodes on one Redis (needs redis-server; skipped without):
 # closed loops, Redis round trips per event (redis-cli MONITOR, a run of its own), and a burst
 # of REDIS_BURST_K `incr` from each of two sockets of one session on two nodes.
+# LATENCY ("1 5"): with REDIS, also two nodes reaching Redis through the harness's relay
+# (tests/harness/src/bin/relay.rs), which adds that many milliseconds to every round trip
+# (half each way); "" skips it. BASE (1): 0 skips the single-server loops and the memory
+# figures (for a run of the Redis rows alone). RESULTS, REPORT_MD, REPORT_SVG: where the raw
+# figures and the report go (examples/bench/results.jsonl, REPORT.md, bench.svg).
 # SCALE (1): idle memory by variant and knob (SCALE_SOCKETS, 15000, capped by `ulimit -Hn`)
 # and reconnect storms (STORM_SIZES, "5000 15000"; e.g. STORM_SIZES=2000 for a quick run),
 # SCALE_REPS (3) repetitions.
@@ -38,6 +43,8 @@ PROFILE_DURATION=${PROFILE_DURATION:-5}
 REDIS=${REDIS:-1}
 REDIS_BURST_K=${REDIS_BURST_K:-225}
 SCALE=${SCALE:-1}
+LATENCY=${LATENCY-1 5}
+BASE=${BASE:-1}
 SCALE_SOCKETS=${SCALE_SOCKETS:-15000}
 SCALE_REPS=${SCALE_REPS:-3}
 STORM_SIZES=${STORM_SIZES:-5000 15000}
@@ -48,7 +55,11 @@ log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 log "building (release)"
 cargo build --release -p session-bench
+if [ "$REDIS" = 1 ] && [ -n "$LATENCY" ]; then
+    cargo build --release -p session-harness --bin relay
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELAY="$TARGET_DIR/release/relay"
 SERVER="$TARGET_DIR/release/bench_server"
 LOADGEN="$TARGET_DIR/release/loadgen"
 REPORT="$TARGET_DIR/release/bench_report"
@@ -73,12 +84,14 @@ else
 fi
 
 WORK=$(mktemp -d)
-RESULTS="$BENCH/results.jsonl"
+RESULTS=${RESULTS:-$BENCH/results.jsonl}
 : > "$RESULTS"
 SERVER_PID=
 NODE_PIDS=()
 REDIS_PID=
+RELAY_PID=
 cleanup() {
+    if [ -n "$RELAY_PID" ]; then kill "$RELAY_PID" 2>/dev/null || true; fi
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
     for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
@@ -156,6 +169,7 @@ node_server() {
 # load hits all of them alike.
 CONFIGS=(plain/memory manual/memory autosave/memory manual/moka autosave/moka manual/sqlite autosave/sqlite node/memory)
 
+if [ "$BASE" = 1 ]; then
 for rep in $(seq "$REPS"); do
     log "closed loop, repetition $rep/$REPS (${#CONFIGS[@]} servers, ${DURATION}s each event)"
     for config in "${CONFIGS[@]}"; do
@@ -215,6 +229,7 @@ for rep in $(seq "$MEM_REPS"); do
     loadgen "node/session" --mode idle --clients "$IDLE_SOCKETS"
     stop_server
 done
+fi
 
 # Several nodes on one Redis. Each node is a server process on the server core; the load
 # generator spreads its sockets over the nodes (`--url A,B`) and sums their CPU (`--pid P,Q`).
@@ -281,6 +296,41 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
         redis_loadgen "redis-rt/autosave+touch/1n" --mode loop --event whoami \
             --clients "$CLIENTS" --duration "$DURATION" --redis-monitor "$REDIS_PORT"
         stop_nodes
+    done
+    # Latency between the nodes and Redis: the relay adds LATENCY ms to every round trip. The
+    # round trips are counted at Redis itself, past the relay.
+    for rep in $(seq "$REPS"); do
+        for ms in $LATENCY; do
+            log "redis +${ms} ms per round trip, repetition $rep/$REPS: autosave node"
+            "$RELAY" "$REDIS_PORT" $((ms * 500)) > "$WORK/relay.out" 2>&1 &
+            RELAY_PID=$!
+            relay_port=
+            for _ in $(seq 100); do
+                relay_port=$(sed -n 's/^listening on \([0-9][0-9]*\)$/\1/p' "$WORK/relay.out")
+                [ -n "$relay_port" ] && break
+                sleep 0.05
+            done
+            export REDIS_URL="redis://127.0.0.1:$relay_port"
+            for variant in autosave node; do
+                if [ "$variant" = node ]; then
+                    start_nodes 2 node "$BENCH/node/server.js" || continue
+                else
+                    start_nodes 2 "$SERVER" --variant "$variant" --store redis || continue
+                fi
+                for event in incr whoami; do
+                    redis_loadgen "redis+${ms}ms/$variant/2n" --mode loop --event "$event" \
+                        --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
+                    redis_loadgen "redis-rt+${ms}ms/$variant/2n" --mode loop --event "$event" \
+                        --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
+                done
+                redis_loadgen "redis+${ms}ms/$variant/2n" --mode burst --event incr \
+                    --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
+                stop_nodes
+            done
+            kill "$RELAY_PID" 2>/dev/null || true
+            wait "$RELAY_PID" 2>/dev/null || true
+            RELAY_PID=
+        done
     done
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true
@@ -388,5 +438,6 @@ elif [ "$PROFILE" = 1 ]; then
 fi
 
 log "writing the report"
-"$REPORT" --results "$RESULTS" --markdown "$BENCH/REPORT.md" --svg "$BENCH/bench.svg" "${PROFILE_ARGS[@]}"
+"$REPORT" --results "$RESULTS" --markdown "${REPORT_MD:-$BENCH/REPORT.md}" \
+    --svg "${REPORT_SVG:-$BENCH/bench.svg}" "${PROFILE_ARGS[@]}"
 log "done: examples/bench/REPORT.md, examples/bench/bench.svg, examples/bench/results.jsonl"

@@ -658,6 +658,7 @@ impl<'a> Report<'a> {
         }
 
         self.redis_section(&mut md);
+        self.latency_section(&mut md);
         self.scale_section(&mut md);
 
         let _ = writeln!(md, "\n## Memory (idle sockets)\n");
@@ -773,6 +774,68 @@ impl<'a> Report<'a> {
                 fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
                 g.runs.len()
             );
+        }
+    }
+
+    /// Two nodes reaching Redis through a relay that adds latency to every round trip.
+    fn latency_section(&self, md: &mut String) {
+        let added: Vec<u64> = (1..=100)
+            .filter(|ms| {
+                self.group("loop", &format!("redis+{ms}ms/autosave/2n"), "incr")
+                    .is_some()
+            })
+            .collect();
+        if added.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Two nodes with latency to Redis\n");
+        let _ = writeln!(md, "Both nodes reach Redis through the harness's relay (`tests/harness/src/bin/relay.rs`), which delays every byte by half the added time each way; `redis-benchmark` PING through it measured 0.15 ms at no delay, 1.30 ms at +1 ms and 5.41 ms at +5 ms, against 0.06 ms direct. The +0 rows are the two-node rows above (no relay). Round trips are counted at Redis, as above; *lost* is the cross-node burst's lost updates (2 sockets × {} `incr`).\n", self.group("burst", &format!("redis+{}ms/autosave/2n", added[0]), "incr").and_then(|g| g.runs.first()).and_then(|r| r["burst"].as_u64()).unwrap_or(0));
+        let _ = writeln!(md, "| server | added per round trip | event | events/s | p50 µs | p99 µs | server CPU µs/event | Redis round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        let variants = [
+            ("autosave", "(c) `#[with_session]`"),
+            ("node", "Node: connect-redis + @socket.io/redis-adapter"),
+        ];
+        for (variant, name) in variants {
+            for event in ["incr", "whoami"] {
+                for ms in std::iter::once(0).chain(added.iter().copied()) {
+                    let (label, rt, burst) = if ms == 0 {
+                        (
+                            format!("redis/{variant}/2n"),
+                            format!("redis-rt/{variant}/2n"),
+                            format!("redis/{variant}/2n"),
+                        )
+                    } else {
+                        (
+                            format!("redis+{ms}ms/{variant}/2n"),
+                            format!("redis-rt+{ms}ms/{variant}/2n"),
+                            format!("redis+{ms}ms/{variant}/2n"),
+                        )
+                    };
+                    let Some(g) = self.group("loop", &label, event) else {
+                        continue;
+                    };
+                    let trips = self
+                        .group("loop", &rt, event)
+                        .and_then(|g| g.median("redis_round_trips_per_event"));
+                    let lost = if event == "incr" {
+                        self.group("burst", &burst, "incr")
+                            .and_then(|g| g.median("lost_updates"))
+                    } else {
+                        None
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {name} | +{ms} ms | `{event}` | {} | {} | {} | {} | {} | {} | {} |",
+                        fmt(g.median("events_per_s"), 0),
+                        fmt(g.median("p50_us"), 0),
+                        fmt(g.median("p99_us"), 0),
+                        fmt(g.median("cpu.server_cpu_us_per_event"), 2),
+                        fmt(trips, 2),
+                        fmt(lost, 0),
+                        g.runs.len()
+                    );
+                }
+            }
         }
     }
 
