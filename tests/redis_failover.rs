@@ -48,7 +48,7 @@ impl Ha {
         }
     }
 
-    /// The session records in Redis (every key but the leases).
+    /// The session records in Redis (bare ids: every key but the leases and turns, `{<id>}:...`).
     fn records(&self) -> Vec<String> {
         let ports: Vec<u16> = match self {
             Ha::Cluster(cluster) => cluster.live_ports(),
@@ -60,7 +60,7 @@ impl Ha {
             keys.extend(
                 found
                     .lines()
-                    .filter(|key| !key.is_empty() && !key.ends_with(":lock"))
+                    .filter(|key| !key.is_empty() && !key.starts_with('{'))
                     .map(str::to_owned),
             );
         }
