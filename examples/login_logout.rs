@@ -19,10 +19,14 @@
 //!   live in that Redis (7 or later), so several processes serve the same users; they must
 //!   share one `SESSION_KEY` (the demo refuses to start without one). Without it, everything
 //!   stays in this process (`MemoryStore`).
+//! - `DATABASE_URL`: `postgres://user:password@host:port/database`. The same, in that
+//!   PostgreSQL (12 or later) instead of Redis: sessions in tower-sessions-sqlx-store's table,
+//!   leases beside them, broadcasts through LISTEN/NOTIFY; a shared `SESSION_KEY` is required
+//!   as with `REDIS_URL`. Set one of `REDIS_URL` and `DATABASE_URL`, not both.
 //! - `SESSION_IDLE_SECS`: sessions expire after that many seconds without activity (an HTTP
 //!   request or a socket event, `whoami` included; `Expiry::OnInactivity`). Unset: no expiry.
-//! - `SESSION_LEASE_MS`: with `REDIS_URL`, the lifetime of a session's lock in Redis (default
-//!   5000): how long other nodes wait for the sessions of a node that died.
+//! - `SESSION_LEASE_MS`: with `REDIS_URL` or `DATABASE_URL`, the lifetime of a session's lock
+//!   (default 5000): how long other nodes wait for the sessions of a node that died.
 //! - `RUST_LOG`: log filter (default `info`).
 
 use std::{env, fmt, net::SocketAddr, time::Duration};
@@ -39,6 +43,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use session_runtime::{
     http::{refresh_cookie, session_json, LockedSession},
+    postgres::{PostgresAdapter, PostgresSessions},
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
     scale::OwnRequestHead,
     with_session, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
@@ -259,15 +264,15 @@ async fn page() -> impl IntoResponse {
 // ---------------------------------------------------------------------------------------------
 
 /// The cookie key from `SESSION_KEY`, or a fresh one unless the key must be shared.
-fn cookie_key(shared: bool) -> Result<Key, String> {
+/// `shared`: the variable that puts the sessions where several nodes share them.
+fn cookie_key(shared: Option<&str>) -> Result<Key, String> {
     let Ok(hex) = env::var("SESSION_KEY") else {
-        if shared {
-            return Err(
-                "`REDIS_URL` is set but `SESSION_KEY` is not: every node must read the \
-                        cookies of the others, so give them all the same key, e.g. \
-                        `SESSION_KEY=$(openssl rand -hex 64)`"
-                    .into(),
-            );
+        if let Some(var) = shared {
+            return Err(format!(
+                "`{var}` is set but `SESSION_KEY` is not: every node must read the \
+                 cookies of the others, so give them all the same key, e.g. \
+                 `SESSION_KEY=$(openssl rand -hex 64)`"
+            ));
         }
         return Ok(Key::generate());
     };
@@ -280,6 +285,33 @@ fn cookie_key(shared: bool) -> Result<Key, String> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex digits"))
         .collect();
     Key::try_from(bytes.as_slice()).map_err(|err| format!("`SESSION_KEY`: {err}"))
+}
+
+/// Where several nodes share sessions, locks and broadcasts.
+enum Backend {
+    Redis(String),
+    Postgres(String),
+}
+
+impl Backend {
+    fn var(&self) -> &'static str {
+        match self {
+            Backend::Redis(_) => "REDIS_URL",
+            Backend::Postgres(_) => "DATABASE_URL",
+        }
+    }
+}
+
+/// `REDIS_URL` or `DATABASE_URL`, or neither (one process, `MemoryStore`).
+fn backend() -> Result<Option<Backend>, String> {
+    match (env::var("REDIS_URL"), env::var("DATABASE_URL")) {
+        (Ok(_), Ok(_)) => Err(
+            "both `REDIS_URL` and `DATABASE_URL` are set: the sessions live in one of them".into(),
+        ),
+        (Ok(url), Err(_)) => Ok(Some(Backend::Redis(url))),
+        (Err(_), Ok(url)) => Ok(Some(Backend::Postgres(url))),
+        (Err(_), Err(_)) => Ok(None),
+    }
 }
 
 fn port() -> Result<u16, String> {
@@ -388,16 +420,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let redis_url = env::var("REDIS_URL").ok();
+    let backend = backend()?;
     // Room names hash the session id under a key derived from the cookie key (below): nodes
     // that share `SESSION_KEY` name a session's room alike, so a logout on one node reaches
     // the sockets of every node.
-    let key = cookie_key(redis_url.is_some())?;
+    let key = cookie_key(backend.as_ref().map(Backend::var))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port()?));
     let idle = idle()?;
-    let app = match redis_url {
+    let app = match backend {
         // Several nodes: sessions, locks and broadcasts in Redis.
-        Some(url) => {
+        Some(Backend::Redis(url)) => {
             let redis = RedisSessions::connect(&url)
                 .await
                 .map_err(|err| format!("`REDIS_URL`: {err}"))?
@@ -411,6 +443,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Subscribed to the other nodes before serving.
             io.ns("/", sessions.handler(register)).await?;
             tracing::info!("sessions, locks and broadcasts in Redis");
+            app(key, idle, &sessions, (sio_layer, io))
+        }
+        // Several nodes: sessions, locks and broadcasts in PostgreSQL.
+        Some(Backend::Postgres(url)) => {
+            let pg = PostgresSessions::connect(&url)
+                .await
+                .map_err(|err| format!("`DATABASE_URL`: {err}"))?
+                .with_lease(lease()?);
+            let sessions = SocketSessions::new(pg.store())
+                .with_locks(pg.locks())
+                .with_room_key(key.master());
+            let (sio_layer, io) = socket_io()
+                .with_adapter::<PostgresAdapter<_>>(pg.adapter())
+                .build_layer();
+            // Listening to the other nodes before serving.
+            io.ns("/", sessions.handler(register)).await?;
+            tracing::info!("sessions, locks and broadcasts in PostgreSQL");
             app(key, idle, &sessions, (sio_layer, io))
         }
         None => {

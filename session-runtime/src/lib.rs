@@ -372,6 +372,12 @@
 //! reaches no socket of another. The [`redis`](redis/index.html) module documents the wiring, the lease, the
 //! topologies, what a failover may lose, and the costs in round trips.
 //!
+//! With the `postgres` feature, the same three live in one PostgreSQL and nothing else:
+//! [`postgres::PostgresSessions`](postgres/struct.PostgresSessions.html) gives the store (PostgresStore's own table, so an
+//! app moves to it without logging anyone out), the leases and the socket.io adapter
+//! (socketioxide-postgres, LISTEN/NOTIFY), on one sqlx pool. The
+//! [`postgres`](postgres/index.html) module documents its wiring, lease and limits.
+//!
 //! # Security
 //!
 //! ## Cross-site sockets: the origin check
@@ -538,7 +544,8 @@
 //!   with its own engine, and polling clients get `400 Session ID unknown` when their GET and POST
 //!   reach different engines.
 //! - [`locks::LocalSessionLocks`] (the default) serialises the writers of one process; several
-//!   nodes need a distributed [`locks::SessionLocks`], such as [`redis::RedisSessions::locks`](redis/struct.RedisSessions.html#method.locks).
+//!   nodes need a distributed [`locks::SessionLocks`], such as [`redis::RedisSessions::locks`](redis/struct.RedisSessions.html#method.locks) or
+//!   [`postgres::PostgresSessions::locks`](postgres/struct.PostgresSessions.html#method.locks).
 //! - Writers that take no lock (a plain `Session` route that writes) are neither serialised nor,
 //!   on Redis, fenced.
 //! - With `Expiry::OnInactivity`, an HTTP request extends the session only when tower-sessions
@@ -554,6 +561,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `redis` | off | the [`redis`](redis/index.html) module: sessions, per-session leases and socket.io broadcasts in one Redis (fred 10, tower-sessions-redis-store 0.16, socketioxide-redis 0.4.4), for several nodes |
+//! | `postgres` | off | the [`postgres`](postgres/index.html) module: the same in one PostgreSQL (sqlx 0.8, tower-sessions-sqlx-store 0.15, socketioxide-postgres 0.2), for several nodes |
 //!
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 //! [socketioxide]: https://docs.rs/socketioxide/0.18
@@ -568,6 +576,9 @@ mod handle;
 pub mod http;
 pub mod locks;
 pub mod origin;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

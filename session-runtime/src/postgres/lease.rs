@@ -1,0 +1,364 @@
+//! [`PostgresSessionLocks`]: per-session leases in PostgreSQL that fence every write made
+//! under them (the functions are in `schema.sql`, with the invariants they keep).
+
+use std::{
+    fmt,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tower_sessions::{
+    cookie::time::OffsetDateTime,
+    session::{Id, Record},
+};
+
+use super::{
+    backend,
+    store::{decode, encode},
+    Held, Shared,
+};
+use crate::{
+    locks::{
+        LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
+        SessionLocks,
+    },
+    SessionError,
+};
+
+/// The first pause before asking again for a lease another node holds; it doubles up to
+/// [`LONGEST_PAUSE`], and never outlasts what is left of the lease.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const LONGEST_PAUSE: Duration = Duration::from_millis(16);
+
+/// What [`write`] does to the record.
+pub(crate) enum Op<'a> {
+    None,
+    Save {
+        data: &'a [u8],
+        expiry: OffsetDateTime,
+    },
+    Delete,
+}
+
+/// `session_write`: `op` on `id`'s record if `token` holds its lease, releasing it if asked;
+/// whether the lease was `token`'s.
+pub(crate) async fn write(
+    pool: &PgPool,
+    id: &Id,
+    token: &str,
+    op: Op<'_>,
+    release: bool,
+) -> Result<bool, sqlx::Error> {
+    let (name, data, expiry) = match op {
+        Op::None => ("none", None, None),
+        Op::Save { data, expiry } => ("save", Some(data), Some(expiry)),
+        Op::Delete => ("delete", None, None),
+    };
+    sqlx::query_scalar(r#"SELECT "tower_sessions"."session_write"($1, $2, $3, $4, $5, $6)"#)
+        .bind(id.to_string())
+        .bind(token)
+        .bind(name)
+        .bind(release)
+        .bind(data)
+        .bind(expiry)
+        .fetch_one(pool)
+        .await
+}
+
+/// Removes the leases that lapsed: their holders died or were cut off before releasing them.
+pub(crate) async fn delete_lapsed(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        r#"DELETE FROM "tower_sessions"."session_lease" WHERE expires_at < clock_timestamp()"#,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The per-session locks of a [`PostgresSessions`](super::PostgresSessions): leases in the
+/// database (see the [module docs](super)), taken by every node's writers of a session in
+/// turn.
+///
+/// A lease is taken with the record's load, in one call, and given back with the record's
+/// write, in another, which writes only if the lease is still the holder's: a holder whose
+/// lease lapsed gets [`SessionError::LeaseLost`] and changes nothing.
+///
+/// ```no_run
+/// use session_runtime::{postgres::PostgresSessions, SocketSessions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let pg = PostgresSessions::connect("postgres://app@127.0.0.1/app").await?;
+/// let sessions = SocketSessions::new(pg.store()).with_locks(pg.locks());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresSessionLocks {
+    shared: Arc<Shared>,
+    /// Writers of one process queue here first: one of them at a time asks the database.
+    local: LocalSessionLocks,
+    lease: Duration,
+}
+
+impl fmt::Debug for PostgresSessionLocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSessionLocks")
+            .field("lease", &self.lease)
+            .field("waiting_here", &self.local.len())
+            .finish()
+    }
+}
+
+impl PostgresSessionLocks {
+    pub(crate) fn new(shared: Arc<Shared>, lease: Duration) -> Self {
+        Self {
+            shared,
+            local: LocalSessionLocks::default(),
+            lease,
+        }
+    }
+
+    /// The lease's lifetime.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use session_runtime::postgres::PostgresSessions;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pg = PostgresSessions::connect("postgres://app@127.0.0.1/app").await?;
+    /// assert_eq!(pg.with_lease(Duration::from_secs(2)).locks().lease(), Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Asks for the lease until it is `token`'s; returns the record read with it.
+    async fn acquire(&self, id: &Id, token: &str) -> Result<Option<Vec<u8>>, SessionError> {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let attempt = Attempt::arm(&self.shared, id, token);
+            let reply: Result<(bool, i64, Option<Vec<u8>>), _> = sqlx::query_as(
+                r#"SELECT taken, wait_ms, data FROM "tower_sessions"."session_acquire"($1, $2, $3)"#,
+            )
+            .bind(id.to_string())
+            .bind(token)
+            .bind(millis(self.lease))
+            .fetch_one(&self.shared.pool)
+            .await;
+            match reply {
+                Ok((true, _, record)) => {
+                    attempt.disarm();
+                    return Ok(record);
+                }
+                Ok((false, left_ms, _)) => {
+                    attempt.disarm();
+                    let left = Duration::from_millis(left_ms.max(1) as u64);
+                    tokio::time::sleep(jittered(pause).min(left)).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                // The call may have run: the armed attempt releases what it may have taken.
+                Err(err) => {
+                    return Err(SessionError::Lock {
+                        source: Box::new(err),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A lease's lifetime as the functions take it: whole milliseconds, at least one.
+fn millis(lease: Duration) -> i64 {
+    lease.as_millis().clamp(1, i64::MAX as u128) as i64
+}
+
+/// `pause`, plus up to half of it at random, so that nodes waiting for one lease do not ask
+/// in step.
+fn jittered(pause: Duration) -> Duration {
+    let half = pause.as_micros() as u64 / 2;
+    pause + Duration::from_micros((Id::default().0 as u64) % (half + 1))
+}
+
+impl SessionLocks for PostgresSessionLocks {
+    fn lock(&self, id: Id) -> LockFuture<'_> {
+        let local = self.local.lock(id);
+        Box::pin(async move {
+            let local = local.await?;
+            // 128 random bits, never reused.
+            let token = Id::default().to_string();
+            let record = self.acquire(&id, &token).await?;
+            let held = Arc::new(Held {
+                token,
+                lost: Default::default(),
+            });
+            self.shared.held().insert(id, held.clone());
+            let renewal = tokio::spawn(renew_while_held(
+                self.shared.clone(),
+                id,
+                held.token.clone(),
+                self.lease,
+            ));
+            Ok(SessionLockGuard::with_lease(PostgresLease {
+                shared: self.shared.clone(),
+                id,
+                held,
+                record: Some(record),
+                renewal,
+                local: Some(local),
+                released: false,
+            }))
+        })
+    }
+}
+
+/// Renews the lease every third of its lifetime until aborted (by its holder's finish or
+/// drop) or until it finds the lease gone.
+async fn renew_while_held(shared: Arc<Shared>, id: Id, token: String, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let renewed = sqlx::query(
+            r#"UPDATE "tower_sessions"."session_lease"
+               SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+               WHERE id = $1 AND token = $2 AND expires_at > clock_timestamp()"#,
+        )
+        .bind(id.to_string())
+        .bind(&token)
+        .bind(millis(lease))
+        .execute(&shared.pool)
+        .await;
+        match renewed {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => {
+                tracing::warn!(
+                    "a session's lease lapsed while its holder ran; its write will be refused"
+                );
+                return;
+            }
+            Err(err) => tracing::warn!(%err, "could not renew a session's lease"),
+        }
+    }
+}
+
+/// An acquire call in flight. If it is dropped armed (the waiter gave up, or the reply was
+/// lost), the call may still have taken the lease: it releases that token in the background.
+struct Attempt {
+    release: Option<(Arc<Shared>, Id, String)>,
+}
+
+impl Attempt {
+    fn arm(shared: &Arc<Shared>, id: &Id, token: &str) -> Self {
+        Self {
+            release: Some((shared.clone(), *id, token.to_owned())),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.release = None;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some((shared, id, token)) = self.release.take() {
+            release_later(shared, id, token, None);
+        }
+    }
+}
+
+/// Gives `token`'s lease back in the background, then drops `after`. Without a runtime the
+/// lease lapses by itself.
+fn release_later(shared: Arc<Shared>, id: Id, token: String, after: Option<SessionLockGuard>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(err) = write(&shared.pool, &id, &token, Op::None, true).await {
+            tracing::warn!(%err, "could not release a session's lease; it lapses by itself");
+        }
+        drop(after);
+    });
+}
+
+/// A lease held (see [`SessionLease`]).
+struct PostgresLease {
+    shared: Arc<Shared>,
+    id: Id,
+    held: Arc<Held>,
+    /// The record read with the lease, until the transaction takes it.
+    record: Option<Option<Vec<u8>>>,
+    renewal: JoinHandle<()>,
+    /// The process's own lock, kept until the lease is given back.
+    local: Option<SessionLockGuard>,
+    /// Given back (or found lost): nothing left to release.
+    released: bool,
+}
+
+impl SessionLease for PostgresLease {
+    fn take_record(&mut self) -> Option<Result<Option<Record>, SessionError>> {
+        let raw = self.record.take()?;
+        Some(
+            raw.as_deref()
+                .map(decode)
+                .transpose()
+                .map_err(SessionError::Store),
+        )
+    }
+
+    fn finish(mut self: Box<Self>, write_back: LeaseWrite<'_>) -> LeaseFuture<'_> {
+        Box::pin(async move {
+            let data;
+            let op = match write_back {
+                LeaseWrite::Nothing => Op::None,
+                LeaseWrite::Delete => Op::Delete,
+                LeaseWrite::Save(record) => {
+                    data = encode(record)?;
+                    Op::Save {
+                        data: &data,
+                        expiry: record.expiry_date,
+                    }
+                }
+            };
+            self.renewal.abort();
+            match write(&self.shared.pool, &self.id, &self.held.token, op, true).await {
+                Ok(true) => {
+                    self.released = true;
+                    Ok(())
+                }
+                Ok(false) => {
+                    self.released = true;
+                    Err(SessionError::LeaseLost)
+                }
+                // Unknown whether the call committed: dropping releases the token anyway,
+                // which is harmless if it did.
+                Err(err) => Err(SessionError::Store(backend(err))),
+            }
+        })
+    }
+
+    fn lost(&self) -> bool {
+        self.held.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PostgresLease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        {
+            let mut held = self.shared.held();
+            if held
+                .get(&self.id)
+                .is_some_and(|entry| Arc::ptr_eq(entry, &self.held))
+            {
+                held.remove(&self.id);
+            }
+        }
+        let local = self.local.take();
+        if self.released {
+            return;
+        }
+        // Released in the background; this process's next writer of the session waits for it.
+        release_later(self.shared.clone(), self.id, self.held.token.clone(), local);
+    }
+}
