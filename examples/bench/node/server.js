@@ -4,10 +4,15 @@
 //
 //   node server.js [--port P] [--no-session]
 //   REDIS_URL=redis://127.0.0.1:6379 node server.js   # several nodes on one Redis
+//   DATABASE_URL=postgres://user@127.0.0.1:5432/db node server.js   # several nodes on one PostgreSQL
 //
 // `--no-session` leaves the session off the sockets (the memory baseline). With `REDIS_URL`,
 // sessions live in Redis (connect-redis) and broadcasts cross nodes (@socket.io/redis-adapter),
 // as the socket.io and express-session docs show for several nodes: there is still no lock.
+// With `DATABASE_URL`, the same in PostgreSQL: sessions in the table `session`
+// (connect-pg-simple, created if missing) and broadcasts through LISTEN/NOTIFY
+// (@socket.io/postgres-adapter, its attachments in `socket_io_attachments`), both on one
+// `pg` Pool, as their READMEs show; still no lock. Not both at once.
 'use strict';
 
 const http = require('http');
@@ -18,20 +23,63 @@ const sharedsession = require('express-socket.io-session');
 const { createClient } = require('redis');
 const { RedisStore } = require('connect-redis');
 const { createAdapter } = require('@socket.io/redis-adapter');
+const pg = require('pg');
+const PgStore = require('connect-pg-simple')(session);
+const { createAdapter: createPgAdapter } = require('@socket.io/postgres-adapter');
 
 const args = process.argv.slice(2);
 const portArg = args.indexOf('--port');
 const port = portArg >= 0 ? Number(args[portArg + 1]) : 0;
 const attach = !args.includes('--no-session');
 const redisUrl = process.env.REDIS_URL;
+const databaseUrl = process.env.DATABASE_URL;
+
+// The table @socket.io/postgres-adapter keeps its large or binary payloads in (its README).
+const ATTACHMENTS_TABLE = `CREATE TABLE IF NOT EXISTS socket_io_attachments (
+  id          bigserial UNIQUE,
+  created_at  timestamptz DEFAULT NOW(),
+  payload     bytea
+)`;
+// Any fixed key: the nodes that start at once on one database take turns creating the tables.
+const SCHEMA_LOCK = 7263510394;
+
+// Creates the adapter's table and the store's `session` table before the node serves anyone.
+// `CREATE TABLE IF NOT EXISTS` is not safe against another node doing the same at the same
+// moment (a unique violation in the catalog), and connect-pg-simple keeps a failed creation
+// for good (every later query of that store fails), so the nodes take a lock first.
+async function createTables(pool, store) {
+  const client = await pool.connect();
+  let failed;
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [SCHEMA_LOCK]);
+    await client.query(ATTACHMENTS_TABLE);
+    // Any store query creates the table first (`createTableIfMissing`); this id never exists.
+    await new Promise((resolve, reject) => store.get('', (err) => (err ? reject(err) : resolve())));
+    await client.query('SELECT pg_advisory_unlock($1)', [SCHEMA_LOCK]);
+  } catch (err) {
+    failed = err;
+    throw err;
+  } finally {
+    // After a failure the connection is closed, not pooled: that drops the lock it may hold.
+    client.release(failed);
+  }
+}
 
 async function main() {
+  if (redisUrl && databaseUrl) {
+    throw new Error('REDIS_URL and DATABASE_URL are both set: sessions go to one of them, set only one');
+  }
   const redis = redisUrl ? createClient({ url: redisUrl }) : null;
   if (redis) await redis.connect();
+  const pool = databaseUrl ? new pg.Pool({ connectionString: databaseUrl }) : null;
+  // An idle client that loses its server: logged, not a crash (the pg README).
+  if (pool) pool.on('error', (err) => console.error('postgres pool:', err.message || err));
+  const pgStore = pool ? new PgStore({ pool, createTableIfMissing: true }) : null;
+  if (pool) await createTables(pool, pgStore);
 
   const app = express();
   const sessionMiddleware = session({
-    store: redis ? new RedisStore({ client: redis }) : undefined,
+    store: redis ? new RedisStore({ client: redis }) : pgStore ?? undefined,
     secret: 'bench-only-secret',
     resave: false,
     saveUninitialized: false,
@@ -82,6 +130,7 @@ async function main() {
     await sub.connect();
     io.adapter(createAdapter(redis, sub));
   }
+  if (pool) io.adapter(createPgAdapter(pool));
   if (attach) io.use(sharedsession(sessionMiddleware));
 
   function lastFn(args) {
