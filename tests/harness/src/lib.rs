@@ -16,6 +16,7 @@
 //! | [`cross`] | what the cross-node tests check: a [`cross::Tally`] of acks, bursts, subscriptions crossing nodes |
 //! | [`demo`] | [`DemoNode`]: the `login_logout` demo as a real process (one or several) |
 //! | [`redis`] | [`RedisServer`]: a `redis-server` of the test's own on a free port |
+//! | [`postgres`] | [`PostgresServer`]: a PostgreSQL server of the test's own on a free port, crashed, restarted and paused with real signals, counting its statements |
 //! | [`relay`] | [`Relay`]: a TCP relay that delays, blackholes or cuts a node's traffic to Redis |
 //! | [`redis_ha`] | [`RedisCluster`] (3 masters, 3 replicas) and [`RedisSentinel`] (master, replica, 3 sentinels), for failovers |
 //! | [`required`] | skip (`SKIPPED`) or fail when a tool the test needs is missing |
@@ -43,6 +44,7 @@ pub mod events;
 pub mod fixtures;
 pub mod hand_written;
 pub mod http;
+pub mod postgres;
 pub mod process;
 pub mod raw_socket;
 pub mod redis;
@@ -61,6 +63,7 @@ pub use events::HoldProbe;
 pub use fixtures::User;
 pub use hand_written::HAND_WRITTEN;
 pub use http::Http;
+pub use postgres::PostgresServer;
 pub use process::Process;
 pub use raw_socket::RawSocket;
 pub use redis::RedisServer;
