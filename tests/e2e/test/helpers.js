@@ -11,8 +11,8 @@ export const TIMEOUT_MS = 10_000;
 /**
  * Starts the demo on a free port (`PORT=0`) and resolves once it prints its address.
  * The binary comes from `LOGIN_LOGOUT_BIN`, which `cargo test --test e2e` sets; `env` adds to
- * its environment (e.g. `REDIS_URL` and `SESSION_KEY` for one of several nodes; `undefined`
- * removes a variable, e.g. `REDIS_URL` for a node on its own `MemoryStore`).
+ * its environment (e.g. `REDIS_URL` or `DATABASE_URL`, and `SESSION_KEY`, for one of several
+ * nodes; `undefined` removes a variable, e.g. both URLs for a node on its own `MemoryStore`).
  */
 export async function startServer(env = {}) {
   const bin = process.env.LOGIN_LOGOUT_BIN;
@@ -67,6 +67,33 @@ export async function startServer(env = {}) {
       process.off("exit", killOnExit);
     },
   };
+}
+
+/**
+ * The database that several demo nodes share, from whichever of `REDIS_URL` and `DATABASE_URL`
+ * is set (`cargo test --test e2e` runs the two-node suites once on each): its `name` for the
+ * suite titles ("two nodes on one Redis"), its `variable`, the demo's `env` for it (with
+ * `SESSION_KEY`, which every node must share) and `wholeSeconds`: Redis keeps expiries in whole
+ * seconds (`EXAT`), PostgreSQL keeps them exactly (`timestamptz`). `null` when neither is set;
+ * both set is a mistake, and throws.
+ */
+export function sharedBackend() {
+  const { REDIS_URL, DATABASE_URL, SESSION_KEY } = process.env;
+  if (REDIS_URL && DATABASE_URL) {
+    throw new Error("both REDIS_URL and DATABASE_URL are set: set one, the database the nodes share");
+  }
+  if (REDIS_URL) {
+    return { name: "Redis", variable: "REDIS_URL", env: { REDIS_URL, SESSION_KEY }, wholeSeconds: true };
+  }
+  if (DATABASE_URL) {
+    return {
+      name: "PostgreSQL",
+      variable: "DATABASE_URL",
+      env: { DATABASE_URL, SESSION_KEY },
+      wholeSeconds: false,
+    };
+  }
+  return null;
 }
 
 /** An HTTP client with the demo's one session cookie, like a browser tab. */

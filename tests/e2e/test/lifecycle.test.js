@@ -1,18 +1,24 @@
 // The whole life of a session, as its sockets hear it (bench-protocol.md, "Pushed by the server"
 // and "Expiry"): every end — a logout, an id rotation, an expiry — is pushed as `session:gone`
-// within 1 s to every socket of that session, on one node and on two nodes sharing a Redis; and
-// socket events, `whoami` included, keep a session alive while idle sockets let it expire.
+// within 1 s to every socket of that session, on one node and on two nodes sharing a Redis or a
+// PostgreSQL; and socket events, `whoami` included, keep a session alive while idle sockets let
+// it expire.
 //
 // The demos run with `SESSION_IDLE_SECS` (a window of IDLE_SECS seconds). `cargo test --test e2e`
-// sets `REDIS_URL` and `SESSION_KEY` for the two-node part; without them it says SKIPPED (and
-// fails under SESSION_E2E_REQUIRED=1). Each push prints its lateness.
+// sets `SESSION_KEY` and one of `REDIS_URL` and `DATABASE_URL` for the two-node part (a run on
+// each); without them it says SKIPPED (and fails under SESSION_E2E_REQUIRED=1). With
+// `SESSION_E2E_TWO_NODES_ONLY=1` the one-node part is skipped: the run on PostgreSQL sets it, the
+// one-node part having run with Redis's. Each push prints its lateness.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Client, ack, connect, startServer, within } from "./helpers.js";
+import { Client, ack, connect, sharedBackend, startServer, within } from "./helpers.js";
 
 const TRANSPORTS = ["websocket", "polling"];
 const REQUIRED = process.env.SESSION_E2E_REQUIRED === "1";
+const TWO_NODES_ONLY = process.env.SESSION_E2E_TWO_NODES_ONLY === "1";
+/** Redis or PostgreSQL, whichever URL is set, for the two-node part; `null` when neither is. */
+const backend = sharedBackend();
 
 /** The inactivity window: short, so that a test waits a few seconds, not minutes. */
 const IDLE_SECS = 3;
@@ -95,7 +101,8 @@ async function expiredWithin(listener, { sent, recv }, what, { wholeSeconds = fa
   const gone = await listener.next(latest + PUSH_MS - Date.now(), what);
   assert.deepEqual(gone.data, { reason: "expired" }, what);
   // Redis keeps the expiry in whole seconds (`EXAT`): the record vanishes at the second its
-  // expiry instant falls in (see the README, "Limits").
+  // expiry instant falls in (see the README, "Limits"). PostgreSQL and the MemoryStore keep
+  // it exactly.
   const earliest = wholeSeconds
     ? Math.floor((sent + WINDOW_MS) / 1000) * 1000
     : sent + WINDOW_MS;
@@ -126,15 +133,20 @@ async function keepAlive(sockets, user, ms, every = WINDOW_MS / 3) {
   return last;
 }
 
-describe(`one node, SESSION_IDLE_SECS=${IDLE_SECS}`, () => {
+const oneNode = TWO_NODES_ONLY
+  ? { skip: "SESSION_E2E_TWO_NODES_ONLY=1: the one-node part ran in the first run" }
+  : {};
+describe(`one node, SESSION_IDLE_SECS=${IDLE_SECS}`, oneNode, () => {
   let server;
   const sockets = opener();
 
   before(async () => {
-    // On its own store, even when this process has `REDIS_URL` for the two-node part.
+    // On its own store, even when this process has `REDIS_URL` or `DATABASE_URL` for the
+    // two-node part.
     server = await startServer({
       SESSION_IDLE_SECS: String(IDLE_SECS),
       REDIS_URL: undefined,
+      DATABASE_URL: undefined,
       SESSION_KEY: undefined,
     });
   });
@@ -223,25 +235,28 @@ describe(`one node, SESSION_IDLE_SECS=${IDLE_SECS}`, () => {
   }
 });
 
-const redisEnv = { REDIS_URL: process.env.REDIS_URL, SESSION_KEY: process.env.SESSION_KEY };
-if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
-  const message =
-    "SKIPPED lifecycle on two nodes: REDIS_URL and SESSION_KEY not set (run through `cargo test --test e2e`, which starts a redis-server)";
+if (!backend?.env.SESSION_KEY) {
+  const title = `two nodes on one ${backend?.name ?? "Redis or PostgreSQL"}`;
+  const message = backend
+    ? `SKIPPED lifecycle ${title}: ${backend.variable} is set but SESSION_KEY is not (run through \`cargo test --test e2e\`)`
+    : `SKIPPED lifecycle ${title}: neither REDIS_URL nor DATABASE_URL set, with SESSION_KEY (run through \`cargo test --test e2e\`, which starts a redis-server and a PostgreSQL server)`;
   if (REQUIRED) {
-    test("two nodes on one Redis (SESSION_E2E_REQUIRED=1)", () => {
+    test(`${title} (SESSION_E2E_REQUIRED=1)`, () => {
       assert.fail(message.replace("SKIPPED", "FAILED"));
     });
   } else {
     console.log(message);
-    test("two nodes on one Redis", { skip: message }, () => {});
+    test(title, { skip: message }, () => {});
   }
 } else {
-  describe(`two nodes on one Redis, SESSION_IDLE_SECS=${IDLE_SECS}`, () => {
+  describe(`two nodes on one ${backend.name}, SESSION_IDLE_SECS=${IDLE_SECS}`, () => {
     const nodes = [];
     const sockets = opener();
+    /** In what the tests report: "two nodes on Redis" or "two nodes on PostgreSQL". */
+    const on = `two nodes on ${backend.name}`;
 
     before(async () => {
-      const env = { ...redisEnv, SESSION_IDLE_SECS: String(IDLE_SECS) };
+      const env = { ...backend.env, SESSION_IDLE_SECS: String(IDLE_SECS) };
       nodes.push(await startServer(env), await startServer(env));
     });
 
@@ -272,7 +287,7 @@ if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
           for (const [name, s] of [["A", onA], ["B", onB]]) {
             const gone = await s.gone.next(started + PUSH_MS - Date.now(), `logout to node ${name}`);
             assert.deepEqual(gone.data, { reason: "logged out" });
-            report(`two nodes, ${transport}, logout on A, socket on ${name}`, gone.at - started);
+            report(`${on}, ${transport}, logout on A, socket on ${name}`, gone.at - started);
           }
           assert.deepEqual(await ack(onB.socket, "whoami"), { user: null });
           assert.deepEqual(await ack(otherA.socket, "whoami"), { user: "carol" });
@@ -294,7 +309,7 @@ if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
           for (const [name, s] of [["A", onA], ["B", onB]]) {
             const gone = await s.gone.next(started + PUSH_MS - Date.now(), `rotation to node ${name}`);
             assert.deepEqual(gone.data, { reason: "rotated" });
-            report(`two nodes, ${transport}, rotation on A, socket on ${name}`, gone.at - started);
+            report(`${on}, ${transport}, rotation on A, socket on ${name}`, gone.at - started);
           }
           // The old id is worthless on B too; the new cookie is bob's there.
           assert.deepEqual(await ack(onB.socket, "whoami"), { user: null });
@@ -304,10 +319,11 @@ if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
 
         test("an expiry is pushed to the idle sockets on both nodes within 1 s", async () => {
           const [a, b] = nodes;
-          // Late in a second of the clock: Redis keeps expiries in whole seconds, so the record
-          // vanishes almost a second before its expiry instant, and a push at that instant
-          // would come almost a second after the session ended.
-          await sleep(((1_850 - (Date.now() % 1_000)) % 1_000));
+          // On Redis, late in a second of the clock: Redis keeps expiries in whole seconds, so
+          // the record vanishes almost a second before its expiry instant, and a push at that
+          // instant would come almost a second after the session ended. PostgreSQL keeps the
+          // expiry exactly: the record ends at its instant, whenever in the second it falls.
+          if (backend.wholeSeconds) await sleep((1_850 - (Date.now() % 1_000)) % 1_000);
           const alice = await loggedIn(a.url, "alice");
           const onA = await sockets.open(a.url, alice.client.cookie, transport);
           const onB = await sockets.open(b.url, alice.client.cookie, transport);
@@ -323,14 +339,14 @@ if (!redisEnv.REDIS_URL || !redisEnv.SESSION_KEY) {
               else await sleep(50 - (Date.now() - asked));
             }
           })();
-          const redis = { wholeSeconds: true };
-          await expiredWithin(onA.gone, alice, `two nodes, ${transport}, expiry, socket on A`, redis);
-          await expiredWithin(onB.gone, alice, `two nodes, ${transport}, expiry, socket on B`, redis);
+          const store = { wholeSeconds: backend.wholeSeconds };
+          await expiredWithin(onA.gone, alice, `${on}, ${transport}, expiry, socket on A`, store);
+          await expiredWithin(onB.gone, alice, `${on}, ${transport}, expiry, socket on B`, store);
           await watching;
           assert.ok(endSeen !== null, "GET /session still shows the user after the push");
           for (const [name, s] of [["A", onA], ["B", onB]]) {
             const after = s.gone.heard[0].at - endSeen;
-            report(`two nodes, ${transport}, expiry, socket on ${name}, after GET /session first saw it gone`, after);
+            report(`${on}, ${transport}, expiry, socket on ${name}, after GET /session first saw it gone`, after);
             assert.ok(after <= PUSH_MS, `node ${name} pushed ${after} ms after the session was gone over HTTP`);
           }
           assert.deepEqual(await ack(onA.socket, "whoami"), { user: null });

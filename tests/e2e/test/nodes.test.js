@@ -1,23 +1,37 @@
-// Two demo processes on one Redis (`REDIS_URL`, a shared `SESSION_KEY`), driven by the official
-// socket.io client as a load balancer would spread one user's requests: every rule of
-// bench-protocol.md holds across them. `cargo test --test e2e` starts the Redis and sets both
-// variables; without them this file is not run.
+// Two demo processes on one Redis (`REDIS_URL`) or one PostgreSQL (`DATABASE_URL`), with a shared
+// `SESSION_KEY`, driven by the official socket.io client as a load balancer would spread one
+// user's requests: every rule of bench-protocol.md holds across them. `cargo test --test e2e`
+// runs this file twice, with a redis-server of its own and then a PostgreSQL server of its own,
+// setting one URL (never both) and the key; without them this file is not run.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Client, ack, connect, isError, range, startServer, within } from "./helpers.js";
+import {
+  Client,
+  ack,
+  connect,
+  isError,
+  range,
+  sharedBackend,
+  startServer,
+  within,
+} from "./helpers.js";
 
 const TRANSPORTS = ["websocket", "polling"];
+/** Redis or PostgreSQL, whichever URL is set; `null` when neither is (a failure in `before`). */
+const backend = sharedBackend();
+const ONE = backend ? `one ${backend.name}` : "one Redis or PostgreSQL";
 
 const nodes = [];
 const sockets = [];
 
 before(async () => {
-  const env = { REDIS_URL: process.env.REDIS_URL, SESSION_KEY: process.env.SESSION_KEY };
-  if (!env.REDIS_URL || !env.SESSION_KEY) {
-    throw new Error("REDIS_URL and SESSION_KEY must be set: run through `cargo test --test e2e`");
+  if (!backend?.env.SESSION_KEY) {
+    throw new Error(
+      "REDIS_URL or DATABASE_URL, and SESSION_KEY, must be set: run through `cargo test --test e2e`",
+    );
   }
-  nodes.push(await startServer(env), await startServer(env));
+  nodes.push(await startServer(backend.env), await startServer(backend.env));
 });
 
 after(async () => {
@@ -44,7 +58,7 @@ async function loggedIn(user) {
 }
 
 for (const transport of TRANSPORTS) {
-  describe(`two nodes, ${transport}`, () => {
+  describe(`two nodes on ${ONE}, ${transport}`, () => {
     test("a login on one node is the session of a socket on the other, writes cross both ways", async () => {
       const [a, b] = nodes;
       const { onA, onB } = await loggedIn("alice");
