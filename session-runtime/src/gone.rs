@@ -39,7 +39,7 @@ use tower_sessions::{
     session_store, SessionStore,
 };
 
-use crate::{OnGone, GONE_EVENT};
+use crate::{OnGone, SessionError, GONE_EVENT};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -580,6 +580,9 @@ pub(crate) async fn push_request_ends(lifecycle: &Lifecycle, ends: &Mutex<Reques
 pub struct WatchedStore {
     pub(crate) inner: Arc<dyn SessionStore>,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    /// Bounds every call: a store whose client waits forever for a hung server (a paused
+    /// PostgreSQL answers no statement) must not hold a plain `Session` route forever.
+    pub(crate) bounds: crate::Timeouts,
 }
 
 impl fmt::Debug for WatchedStore {
@@ -596,6 +599,22 @@ fn in_request(f: impl FnOnce(&mut RequestEnds)) -> bool {
         .is_ok()
 }
 
+impl WatchedStore {
+    /// `op`, or a store error once the store bound has passed.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = session_store::Result<T>>,
+    ) -> session_store::Result<T> {
+        self.bounds
+            .store_call(async { op.await.map_err(SessionError::Store) })
+            .await
+            .map_err(|err| match err {
+                SessionError::Store(err) => err,
+                other => session_store::Error::Backend(other.to_string()),
+            })
+    }
+}
+
 /// `written`, noting a failure in the request's scope (if any).
 fn noted<T>(written: session_store::Result<T>) -> session_store::Result<T> {
     if written.is_err() {
@@ -607,23 +626,23 @@ fn noted<T>(written: session_store::Result<T>) -> session_store::Result<T> {
 #[async_trait::async_trait]
 impl SessionStore for WatchedStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        noted(self.inner.create(record).await)?;
+        noted(self.bounded(self.inner.create(record)).await)?;
         in_request(|ends| ends.created = true);
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        noted(self.inner.save(record).await)?;
+        noted(self.bounded(self.inner.save(record)).await)?;
         self.lifecycle.moved(record.id, record.expiry_date);
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
+        self.bounded(self.inner.load(id)).await
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        noted(self.inner.delete(id).await)?;
+        noted(self.bounded(self.inner.delete(id)).await)?;
         // Inside a request the lock layer pushes once the session layer has saved (and knows
         // whether a new record followed); elsewhere (a task of the app's) at once.
         if !in_request(|ends| ends.deleted.push(*id)) {

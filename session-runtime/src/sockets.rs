@@ -425,6 +425,7 @@ impl SocketSessions {
         SessionManagerLayer::new(WatchedStore {
             inner: self.inner.store.clone(),
             lifecycle: self.inner.lifecycle.clone(),
+            bounds: self.inner.timeouts,
         })
     }
 

@@ -138,34 +138,53 @@ impl PostgresSessionLocks {
     async fn acquire(&self, id: &Id, token: &str) -> Result<Option<Vec<u8>>, SessionError> {
         let mut pause = FIRST_PAUSE;
         loop {
-            let attempt = Attempt::arm(&self.shared, id, token);
-            let reply: Result<(bool, i64, Option<Vec<u8>>), _> = sqlx::query_as(
-                r#"SELECT taken, wait_ms, data FROM "tower_sessions"."session_acquire"($1, $2, $3)"#,
-            )
-            .bind(id.to_string())
-            .bind(token)
-            .bind(millis(self.lease))
-            .fetch_one(&self.shared.pool)
-            .await;
-            match reply {
-                Ok((true, _, record)) => {
-                    attempt.disarm();
-                    return Ok(record);
-                }
+            match ask(&self.shared, id, token, millis(self.lease)).await {
+                Ok((true, _, record)) => return Ok(record),
                 Ok((false, left_ms, _)) => {
-                    attempt.disarm();
                     let left = Duration::from_millis(left_ms.max(1) as u64);
                     tokio::time::sleep(jittered(pause).min(left)).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
                 }
-                // The call may have run: the armed attempt releases what it may have taken.
-                Err(err) => {
-                    return Err(SessionError::Lock {
-                        source: Box::new(err),
-                    })
-                }
+                Err(err) => return Err(SessionError::Lock { source: err }),
             }
         }
+    }
+}
+
+/// What `session_acquire` answers: taken, milliseconds left, the record.
+type Answer = (bool, i64, Option<Vec<u8>>);
+
+/// Calls `session_acquire` in a task of its own: if the waiter gives up meanwhile (a bound,
+/// a closed socket), the task still sees the answer, and gives back a lease it took. Released
+/// from the waiter's side instead, the release could reach the database before the call it
+/// undoes (both wait for a paused database), and the lease would stay taken by nobody for
+/// its whole lifetime.
+async fn ask(
+    shared: &Arc<Shared>,
+    id: &Id,
+    token: &str,
+    lease_ms: i64,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let (shared, id, token) = (shared.clone(), *id, token.to_owned());
+    tokio::spawn(async move {
+        let reply: Result<Answer, _> = sqlx::query_as(
+            r#"SELECT taken, wait_ms, data FROM "tower_sessions"."session_acquire"($1, $2, $3)"#,
+        )
+        .bind(id.to_string())
+        .bind(&token)
+        .bind(lease_ms)
+        .fetch_one(&shared.pool)
+        .await;
+        if let Err(Ok((true, _, _))) = answer.send(reply) {
+            if let Err(err) = write(&shared.pool, &id, &token, Op::None, true).await {
+                tracing::warn!(%err, "could not release a session's lease; it lapses by itself");
+            }
+        }
+    });
+    match answered.await {
+        Ok(reply) => Ok(reply?),
+        Err(_) => Err("the lease's call ended without an answer".into()),
     }
 }
 
@@ -237,32 +256,6 @@ async fn renew_while_held(shared: Arc<Shared>, id: Id, token: String, lease: Dur
                 return;
             }
             Err(err) => tracing::warn!(%err, "could not renew a session's lease"),
-        }
-    }
-}
-
-/// An acquire call in flight. If it is dropped armed (the waiter gave up, or the reply was
-/// lost), the call may still have taken the lease: it releases that token in the background.
-struct Attempt {
-    release: Option<(Arc<Shared>, Id, String)>,
-}
-
-impl Attempt {
-    fn arm(shared: &Arc<Shared>, id: &Id, token: &str) -> Self {
-        Self {
-            release: Some((shared.clone(), *id, token.to_owned())),
-        }
-    }
-
-    fn disarm(mut self) {
-        self.release = None;
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if let Some((shared, id, token)) = self.release.take() {
-            release_later(shared, id, token, None);
         }
     }
 }
