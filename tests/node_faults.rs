@@ -1,11 +1,13 @@
-//! Faults of several nodes on one Redis, with real processes and real signals: a node killed
-//! while it holds a session's lease, a node paused past its lease, Redis paused and Redis
-//! restarted. Leases are short here (`SESSION_LEASE_MS`), so that they lapse within the test.
+//! Faults of several nodes on one database, Redis and PostgreSQL alike, with real processes
+//! and real signals: a node killed while it holds a session's lease, a node paused past its
+//! lease, the database paused, and the database killed and started again. Leases are short
+//! here (`SESSION_LEASE_MS`), so that they lapse within the test. Each case runs on both
+//! (`<case>::redis`, `<case>::postgres`).
 //!
 //! What must hold: the other node's writers go on once a dead node's lease lapses; a late
 //! write is refused (an error ack, never a success, never a count handed out twice); while
-//! Redis is away clients get errors (acks, HTTP 503), and once it is back the nodes serve again
-//! without a restart, with nothing half-written.
+//! the database is away clients get errors (acks, HTTP 503), and once it is back the nodes
+//! serve again without a restart, with nothing half-written.
 
 use std::{
     collections::BTreeSet,
@@ -13,8 +15,51 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use session_harness::{error_of, DemoNode, Http, RawSocket, RedisServer, TestServer, TIMEOUT};
+use session_harness::{
+    backend::{Backend, Kind},
+    error_of, DemoNode, Http, RawSocket, TestServer, TIMEOUT,
+};
 use session_runtime::Timeouts;
+
+/// `case(Kind::Redis, ..)` as `case::redis` and `case(Kind::Postgres, ..)` as
+/// `case::postgres`, with the case's further arguments.
+macro_rules! on_both {
+    ($($name:ident => $case:ident($($arg:expr),*)),* $(,)?) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$case(Kind::Redis $(, $arg)*).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(Kind::Postgres $(, $arg)*).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_node_killed_holding_a_lease_holds_the_others_up_only_until_it_lapses
+        => killed_holding_a_lease(),
+    a_node_paused_past_its_lease_has_its_late_socket_write_refused
+        => paused_past_its_lease(Via::Socket),
+    a_node_paused_past_its_lease_has_its_late_http_write_refused_with_503
+        => paused_past_its_lease(Via::Http),
+    a_holder_running_longer_than_its_lease_keeps_it_by_renewing => renewing(),
+    while_the_database_is_away_clients_get_errors_and_the_nodes_recover_by_themselves
+        => database_away(),
+);
+
+/// Two nodes on `db` with leases of `lease`.
+fn two_nodes(db: &Backend, lease: Duration) -> [DemoNode; 2] {
+    let env = db.env();
+    let lease = lease.as_millis().to_string();
+    DemoNode::start_many::<2>(&Backend::env_with(&env, &[("SESSION_LEASE_MS", &lease)]))
+}
 
 /// Sends `n` `incr` at once; each ack arrives on its own task (`Err` if the socket died first).
 fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
@@ -23,20 +68,15 @@ fn burst(socket: &RawSocket, n: usize) -> Vec<tokio::task::JoinHandle<Value>> {
         .collect()
 }
 
-/// Whether some node holds a session's lease now (the tests have one session).
-fn lease_held(redis: &RedisServer) -> bool {
-    !redis.cli(&["KEYS", "*:lock"]).is_empty()
-}
-
 /// Pauses `node` while it holds the lease with a transaction under way: it is the only
 /// writer, and the lease is still there 50 ms after the pause (a write sent before the pause
 /// would have released it by then).
-async fn pause_holding_the_lease(node: &DemoNode, redis: &RedisServer) {
+async fn pause_holding_the_lease(node: &DemoNode, db: &Backend) {
     for attempt in 0..50 {
         tokio::time::sleep(Duration::from_millis(5 + attempt % 7)).await;
         node.process.pause();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if lease_held(redis) {
+        if db.lease_held() {
             return;
         }
         node.process.resume();
@@ -56,20 +96,16 @@ fn tally(acks: impl IntoIterator<Item = Value>, counts: &mut BTreeSet<i64>) -> V
     errors
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_holding_a_lease_holds_the_others_up_only_until_it_lapses() {
-    let Some(redis) = RedisServer::start() else {
+async fn killed_holding_a_lease(kind: Kind) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
     let lease = Duration::from_millis(1000);
-    let [mut a, b] = DemoNode::start_many::<2>(&[
-        ("REDIS_URL", &redis.url()),
-        ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
-    ]);
+    let [mut a, b] = two_nodes(&db, lease);
     let alice = b.login("alice").await;
     let on_a = a.raw_socket_of(&alice).await;
     let acks_a = burst(&on_a, 200);
-    pause_holding_the_lease(&a, &redis).await;
+    pause_holding_the_lease(&a, &db).await;
     a.process.kill();
     let killed = Instant::now();
 
@@ -127,15 +163,12 @@ enum Via {
 /// pause means its write is yet to come. An HTTP request releases after its save, so the pause
 /// may fall after the save: then there is nothing to refuse, and the round is played again
 /// (the counts must be exact in every round).
-async fn paused_past_its_lease(via: Via) {
-    let Some(redis) = RedisServer::start() else {
+async fn paused_past_its_lease(kind: Kind, via: Via) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
     let lease = Duration::from_millis(300);
-    let [a, b] = DemoNode::start_many::<2>(&[
-        ("REDIS_URL", &redis.url()),
-        ("SESSION_LEASE_MS", &lease.as_millis().to_string()),
-    ]);
+    let [a, b] = two_nodes(&db, lease);
     let alice = b.login("alice").await;
     let on_a = a.raw_socket_of(&alice).await;
     let on_b = b.raw_socket_of(&alice).await;
@@ -156,7 +189,7 @@ async fn paused_past_its_lease(via: Via) {
                 })
                 .collect(),
         };
-        pause_holding_the_lease(&a, &redis).await;
+        pause_holding_the_lease(&a, &db).await;
         tokio::time::sleep(lease * 3).await;
         // The lease lapsed: B takes it and writes, while A still believes it holds it.
         let errors = tally([on_b.ack("incr", vec![]).await], &mut counts);
@@ -194,24 +227,13 @@ async fn paused_past_its_lease(via: Via) {
     panic!("in 10 rounds, no late write of A's via {via:?} was refused");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_paused_past_its_lease_has_its_late_socket_write_refused() {
-    paused_past_its_lease(Via::Socket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_paused_past_its_lease_has_its_late_http_write_refused_with_503() {
-    paused_past_its_lease(Via::Http).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_running_longer_than_its_lease_keeps_it_by_renewing() {
-    let Some(redis) = RedisServer::start() else {
+async fn renewing(kind: Kind) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
     let lease = Duration::from_millis(300);
     let server = TestServer::builder()
-        .redis(&redis.url(), lease)
+        .shared(&db, lease)
         .timeouts(Timeouts::default().with_lock(lease * 2))
         .start()
         .await;
@@ -235,7 +257,7 @@ async fn a_holder_running_longer_than_its_lease_keeps_it_by_renewing() {
     assert_eq!(other.ack("incr", vec![]).await, json!(1));
 }
 
-/// `incr` over a socket and HTTP, both expected to fail while Redis is away.
+/// `incr` over a socket and HTTP, both expected to fail while the database is away.
 async fn both_fail(socket: &RawSocket, http: &Http) {
     let ack = socket.ack("incr", vec![]).await;
     assert!(ack.get("error").is_some(), "incr succeeded: {ack}");
@@ -245,44 +267,55 @@ async fn both_fail(socket: &RawSocket, http: &Http) {
     assert_eq!(status, 503, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_redis_is_away_clients_get_errors_and_the_nodes_recover_by_themselves() {
-    let Some(mut redis) = RedisServer::start() else {
+/// While the database is paused, then killed: errors; once it is back, both nodes serve
+/// again by themselves, with nothing half-written. Redis comes back empty (the session is
+/// gone, a new login works); PostgreSQL with every committed record (the count goes on).
+async fn database_away(kind: Kind) {
+    let Some(mut db) = Backend::start(kind) else {
         return;
     };
-    let [a, b] = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
+    let env = db.env();
+    let [a, b] = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
     let alice = a.login("alice").await;
     let socket = b.raw_socket_of(&alice).await;
     let http = Http::with_cookie(a.url(), &alice.cookie());
     assert_eq!(socket.ack("incr", vec![]).await, json!(1));
 
     // Paused: connections stay open and nothing answers.
-    redis.process.pause();
+    db.pause();
     both_fail(&socket, &http).await;
-    redis.process.resume();
+    db.resume();
     // Nothing half-written: the count is what the successes said.
     assert_eq!(socket.ack("incr", vec![]).await, json!(2));
     assert_eq!(http.incr().await, 3);
 
-    // Stopped: connections drop. Restarted empty: the session is gone, a new login works.
-    redis.stop();
+    // Killed: connections drop.
+    db.stop();
     both_fail(&socket, &http).await;
-    redis.restart();
+    db.start_again();
     let deadline = Instant::now() + Duration::from_secs(10);
     // Each node reconnects on its own: wait for both.
-    let bob = loop {
+    loop {
         let (on_a, _) = Http::new(a.url()).raw("GET", "/session", None).await;
         let (on_b, _) = Http::new(b.url()).raw("GET", "/session", None).await;
         if on_a == 200 && on_b == 200 {
-            break b.login("bob").await;
+            break;
         }
         assert!(Instant::now() < deadline, "the nodes did not reconnect");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let ack = socket.ack("incr", vec![]).await;
-    assert!(error_of(&ack).contains("gone"), "{ack}");
+    }
+    let bob = b.login("bob").await;
+    if db.keeps_records() {
+        assert_eq!(socket.ack("incr", vec![]).await, json!(4));
+        assert_eq!(http.incr().await, 5);
+    } else {
+        let ack = socket.ack("incr", vec![]).await;
+        assert!(error_of(&ack).contains("gone"), "{ack}");
+    }
     let on_a = a.raw_socket_of(&bob).await;
     assert_eq!(on_a.ack("incr", vec![]).await, json!(1));
     assert_eq!(on_a.ack("whoami", vec![]).await, json!({ "user": "bob" }));
     assert_eq!(Http::with_cookie(b.url(), &bob.cookie()).incr().await, 2);
+    // Pushes cross again: the listener and subscriber came back too.
+    let _open = session_harness::cross::subscriptions_cross(&a, &b, 2).await;
 }

@@ -1,26 +1,52 @@
-//! Two demo processes on one Redis (`REDIS_URL`) serve the same users as one: a login on
-//! one node is a socket's session on the other, every write is seen by the next read on either,
-//! and a burst of increments from sockets and HTTP on both nodes hands out every count once.
-//!
-//! The demo protocol has no broadcast event of its own, so broadcasts across nodes are not
-//! tested here (the Redis adapter carries them; see `session:gone`).
+//! Two demo processes on one database serve the same users as one, on Redis (`REDIS_URL`)
+//! and on PostgreSQL (`DATABASE_URL`) alike: a login on one node is a socket's session on
+//! the other, every write is seen by the next read on either, a burst of increments from
+//! sockets and HTTP on both nodes hands out every count once, and logouts and broadcasts cross
+//! nodes. Each case runs on both (`<case>::redis`, `<case>::postgres`).
 
 use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use session_harness::{DemoNode, Http, RedisServer};
+use session_harness::{
+    backend::{Backend, Kind},
+    cross, DemoNode, Http,
+};
 
-/// Two nodes on a fresh Redis, or `None` (SKIPPED) without redis-server.
-fn two_nodes() -> Option<(RedisServer, [DemoNode; 2])> {
-    let redis = RedisServer::start()?;
-    let nodes = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
-    Some((redis, nodes))
+/// Two nodes on a fresh database, or `None` (SKIPPED) without its server.
+fn two_nodes(kind: Kind) -> Option<(Backend, [DemoNode; 2])> {
+    let backend = Backend::start(kind)?;
+    let env = backend.env();
+    let nodes = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
+    Some((backend, nodes))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_on_one_node_is_the_session_of_a_socket_on_the_other() {
-    let Some((_redis, [a, b])) = two_nodes() else {
+/// `case(Kind::Redis)` as `case::redis` and `case(Kind::Postgres)` as `case::postgres`.
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$case(session_harness::backend::Kind::Redis).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(session_harness::backend::Kind::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_login_on_one_node_is_the_session_of_a_socket_on_the_other,
+    a_write_on_either_node_is_seen_by_the_next_read_on_the_other,
+    a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once,
+    logouts_and_broadcasts_cross_both_ways,
+);
+
+async fn a_login_on_one_node_is_the_session_of_a_socket_on_the_other(kind: Kind) {
+    let Some((_db, [a, b])) = two_nodes(kind) else {
         return;
     };
     let alice = a.login("alice").await;
@@ -28,9 +54,8 @@ async fn a_login_on_one_node_is_the_session_of_a_socket_on_the_other() {
     assert_eq!(on_b.ack("whoami", vec![]).await, json!({ "user": "alice" }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other() {
-    let Some((_redis, [a, b])) = two_nodes() else {
+async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other(kind: Kind) {
+    let Some((_db, [a, b])) = two_nodes(kind) else {
         return;
     };
     let alice = a.login("alice").await;
@@ -61,9 +86,8 @@ async fn a_write_on_either_node_is_seen_by_the_next_read_on_the_other() {
     assert_eq!(http_b.session().await["user"], Value::Null);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once() {
-    let Some((_redis, [a, b])) = two_nodes() else {
+async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once(kind: Kind) {
+    let Some((_db, [a, b])) = two_nodes(kind) else {
         return;
     };
     let alice = a.login("alice").await;
@@ -115,11 +139,49 @@ async fn a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once(
     assert_eq!(on_b.session().await["count"], json!(total));
 }
 
+/// A logout on either node pushes `session:gone` to the other within 1 s; a broadcast
+/// reaches the other node's sockets; `sockets` counts both nodes' sockets.
+async fn logouts_and_broadcasts_cross_both_ways(kind: Kind) {
+    let Some((_db, [a, b])) = two_nodes(kind) else {
+        return;
+    };
+    let _open = cross::subscriptions_cross(&a, &b, 0).await;
+    cross::subscriptions_cross(&b, &a, 2).await;
+}
+
 #[test]
-fn with_redis_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_one() {
+fn with_postgres_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_one() {
+    refuses_without_a_session_key("DATABASE_URL", "postgres://127.0.0.1:1/none");
+}
+
+#[test]
+fn with_redis_and_postgres_both_the_demo_refuses_to_start() {
     let mut command = std::process::Command::new(DemoNode::binary());
     command
         .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+        .env("PORT", "0")
+        .env("SESSION_KEY", session_harness::random_key());
+    let mut demo = session_harness::Process::spawn("demo", &mut command);
+    let said = demo.wait_for_line(session_harness::TIMEOUT, |line| {
+        line.contains("DATABASE_URL").then(|| line.to_owned())
+    });
+    assert!(said.contains("both"), "{said}");
+    let status = demo
+        .wait_exit(session_harness::TIMEOUT)
+        .expect("the demo exits");
+    assert!(!status.success());
+}
+
+#[test]
+fn with_redis_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_one() {
+    refuses_without_a_session_key("REDIS_URL", "redis://127.0.0.1:1");
+}
+
+fn refuses_without_a_session_key(var: &str, url: &str) {
+    let mut command = std::process::Command::new(DemoNode::binary());
+    command
+        .env(var, url)
         .env("PORT", "0")
         .env_remove("SESSION_KEY");
     let mut demo = session_harness::Process::spawn("demo", &mut command);
@@ -127,6 +189,7 @@ fn with_redis_and_no_session_key_the_demo_refuses_to_start_and_says_how_to_make_
         line.contains("SESSION_KEY").then(|| line.to_owned())
     });
     assert!(said.contains("openssl rand -hex 64"), "{said}");
+    assert!(said.contains(var), "{said}");
     let status = demo
         .wait_exit(session_harness::TIMEOUT)
         .expect("the demo exits");

@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use session_runtime::{
     http::WatchedStore,
     locks::{LocalSessionLocks, LockFuture, SessionLockGuard, SessionLocks},
+    postgres::PostgresSessions,
     redis::RedisSessions,
     KeepAlive, OnGone, SessionError, SocketSessions, Timeouts,
 };
@@ -82,8 +83,16 @@ pub struct ServerBuilder {
     timeouts: Option<Timeouts>,
     push_gone: bool,
     redis: Option<(String, Duration)>,
+    /// `ServerBuilder::postgres`'s URL and lease.
+    postgres: Option<(String, Duration)>,
     /// `RedisSessions::with_replica_wait`'s replicas and timeout.
     replica_wait: Option<(u32, Duration)>,
+}
+
+/// The database several nodes would share, when the builder names one.
+enum Shared {
+    Redis(RedisSessions),
+    Postgres(PostgresSessions),
 }
 
 /// Which locks the server's sockets and HTTP routes share.
@@ -182,6 +191,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Records, locks and the store's fencing in the PostgreSQL at `url`
+    /// (`PostgresServer::url`), with leases of `lease`:
+    /// `session_runtime::postgres::PostgresSessions`, as a node of several would run. The
+    /// store is wrapped in a [`TestStore`] as with [`ServerBuilder::redis`].
+    pub fn postgres(mut self, url: &str, lease: Duration) -> Self {
+        self.postgres = Some((url.to_owned(), lease));
+        self
+    }
+
+    /// [`ServerBuilder::redis`] or [`ServerBuilder::postgres`], whichever `backend` is.
+    pub fn shared(self, backend: &crate::backend::Backend, lease: Duration) -> Self {
+        match backend {
+            crate::backend::Backend::Redis(redis) => self.redis(&redis.url(), lease),
+            crate::backend::Backend::Postgres(pg) => self.postgres(&pg.url(), lease),
+        }
+    }
+
     /// With [`ServerBuilder::redis`]: every write is acknowledged only once `replicas`
     /// replicas have it, or fails after `timeout` (`RedisSessions::with_replica_wait`).
     pub fn replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
@@ -192,21 +218,29 @@ impl ServerBuilder {
     /// Builds the store, binds `127.0.0.1:0` and serves in a background task.
     pub async fn start(self) -> TestServer {
         crate::init_tracing();
-        let redis = match &self.redis {
-            Some((url, lease)) => {
+        let shared = match (&self.redis, &self.postgres) {
+            (Some((url, lease)), _) => {
                 let redis = RedisSessions::connect(url)
                     .await
                     .expect("connect to redis")
                     .with_lease(*lease);
-                Some(match self.replica_wait {
+                let redis = match self.replica_wait {
                     Some((replicas, timeout)) => redis.with_replica_wait(replicas, timeout),
                     None => redis,
-                })
+                };
+                Some(Shared::Redis(redis))
             }
-            None => None,
+            (None, Some((url, lease))) => Some(Shared::Postgres(
+                PostgresSessions::connect(url)
+                    .await
+                    .expect("connect to postgres")
+                    .with_lease(*lease),
+            )),
+            (None, None) => None,
         };
-        let (store, sqlite) = match &redis {
-            Some(redis) => (TestStore::new(redis.store()), None),
+        let (store, sqlite) = match &shared {
+            Some(Shared::Redis(redis)) => (TestStore::new(redis.store()), None),
+            Some(Shared::Postgres(pg)) => (TestStore::new(pg.store()), None),
             None => self.store.open().await,
         };
         store.set_latency(self.latency);
@@ -215,8 +249,9 @@ impl ServerBuilder {
         let mut sessions = SocketSessions::new(store.clone())
             .with_on_gone(self.on_gone)
             .with_keep_alive(self.keep_alive);
-        sessions = match (self.locks, &redis) {
-            (LockKind::Local, Some(redis)) => sessions.with_locks(redis.locks()),
+        sessions = match (self.locks, &shared) {
+            (LockKind::Local, Some(Shared::Redis(redis))) => sessions.with_locks(redis.locks()),
+            (LockKind::Local, Some(Shared::Postgres(pg))) => sessions.with_locks(pg.locks()),
             (LockKind::Local, None) => sessions.with_locks(locks.clone()),
             (LockKind::None, _) => sessions.with_locks(NoLocks),
             (LockKind::Failing, _) => sessions.with_locks(FailingLocks),
@@ -379,6 +414,7 @@ impl TestServer {
             timeouts: None,
             push_gone: true,
             redis: None,
+            postgres: None,
             replica_wait: None,
         }
     }

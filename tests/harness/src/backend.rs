@@ -1,0 +1,135 @@
+//! [`Backend`]: the database several demo nodes share, Redis or PostgreSQL, for the
+//! cross-node suites that must hold on both (`tests/nodes.rs`, `tests/node_faults.rs`).
+//!
+//! ```no_run
+//! use session_harness::{backend::{Backend, Kind}, DemoNode};
+//!
+//! let Some(backend) = Backend::start(Kind::Postgres) else { return }; // SKIPPED without it
+//! let [a, b] = DemoNode::start_many::<2>(&backend.env());
+//! backend.pause(); // SIGSTOP: connections stay open, nothing answers
+//! backend.resume();
+//! ```
+
+use crate::{PostgresServer, RedisServer};
+
+/// Which database (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A `redis-server` of the test's own; the demo's `REDIS_URL`.
+    Redis,
+    /// A PostgreSQL server of the test's own; the demo's `DATABASE_URL`.
+    Postgres,
+}
+
+/// A running database of one [`Kind`].
+pub enum Backend {
+    /// See [`RedisServer`].
+    Redis(RedisServer),
+    /// See [`PostgresServer`].
+    Postgres(PostgresServer),
+}
+
+impl Backend {
+    /// Starts one, or `None` (after saying `SKIPPED`) when its server is not installed.
+    pub fn start(kind: Kind) -> Option<Self> {
+        match kind {
+            Kind::Redis => RedisServer::start().map(Self::Redis),
+            Kind::Postgres => PostgresServer::start().map(Self::Postgres),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Redis(_) => Kind::Redis,
+            Self::Postgres(_) => Kind::Postgres,
+        }
+    }
+
+    /// The demo's environment for it: `REDIS_URL` or `DATABASE_URL`.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Redis(redis) => vec![("REDIS_URL", redis.url())],
+            Self::Postgres(pg) => vec![("DATABASE_URL", pg.url())],
+        }
+    }
+
+    /// [`Backend::env`] and `more`, as [`DemoNode::start_many`](crate::DemoNode::start_many)
+    /// takes them.
+    pub fn env_with<'a>(
+        env: &'a [(&'static str, String)],
+        more: &'a [(&'static str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        env.iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(more.iter().copied())
+            .collect()
+    }
+
+    /// Whether some node holds a session's lease now (a lease row or key that has not
+    /// lapsed).
+    pub fn lease_held(&self) -> bool {
+        match self {
+            Self::Redis(redis) => !redis.cli(&["KEYS", "*:lock"]).is_empty(),
+            Self::Postgres(pg) => {
+                pg.psql(
+                    r#"SELECT count(*) FROM "tower_sessions"."session_lease"
+                       WHERE expires_at > clock_timestamp()"#,
+                ) != "0"
+            }
+        }
+    }
+
+    /// The lease rows or keys there are, lapsed or not.
+    pub fn leases(&self) -> usize {
+        match self {
+            Self::Redis(redis) => redis
+                .cli(&["KEYS", "*:lock"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count(),
+            Self::Postgres(pg) => pg
+                .psql(r#"SELECT count(*) FROM "tower_sessions"."session_lease""#)
+                .parse()
+                .expect("a count"),
+        }
+    }
+
+    /// SIGSTOP to every process of the server: connections stay open and nothing answers.
+    pub fn pause(&self) {
+        match self {
+            Self::Redis(redis) => redis.process.pause(),
+            Self::Postgres(pg) => pg.pause(),
+        }
+    }
+
+    /// SIGCONT after [`Backend::pause`].
+    pub fn resume(&self) {
+        match self {
+            Self::Redis(redis) => redis.process.resume(),
+            Self::Postgres(pg) => pg.resume(),
+        }
+    }
+
+    /// SIGKILL: connections drop, as in a crash.
+    pub fn stop(&mut self) {
+        match self {
+            Self::Redis(redis) => redis.stop(),
+            Self::Postgres(pg) => pg.stop(),
+        }
+    }
+
+    /// Starts it again on the same port after [`Backend::stop`]: Redis (no persistence) empty,
+    /// PostgreSQL with every committed record, after crash recovery.
+    pub fn start_again(&mut self) {
+        match self {
+            Self::Redis(redis) => redis.restart(),
+            Self::Postgres(pg) => pg.start_again(),
+        }
+    }
+
+    /// Whether the records survive [`Backend::stop`] and [`Backend::start_again`].
+    pub fn keeps_records(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}

@@ -1,0 +1,87 @@
+//! What an event costs in PostgreSQL statements, counted by the server itself
+//! (`pg_stat_statements`, top-level statements only: the statements inside the lease's plpgsql
+//! functions are not round trips). Each statement is one round trip once its connection has
+//! prepared it (sqlx caches prepared statements per connection), and the pool checks no
+//! connection before lending it (`test_before_acquire(false)`), which would add one.
+//!
+//! An uncontended `autosave` event that changes the session costs 2 (take the lease and read
+//! the record; write the record and release the lease), one that changes nothing 2 (take and
+//! read; release), and a `readonly` event 1 (PostgresStore's `SELECT`).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use session_harness::{PostgresServer, TestServer, TIMEOUT};
+
+/// Statements since the last reset, by what they do, leaving out the counting itself.
+fn statements(pg: &PostgresServer) -> BTreeMap<String, u64> {
+    let rows = pg.psql(
+        r"SELECT regexp_replace(query, '\s+', ' ', 'g'), calls FROM pg_stat_statements
+          WHERE query NOT ILIKE '%pg_stat_statements%'",
+    );
+    let mut counts = BTreeMap::new();
+    for row in rows.lines().filter(|row| !row.is_empty()) {
+        let (query, calls) = row.rsplit_once('|').expect("query|calls");
+        let what = if query.contains("session_acquire") {
+            "acquire"
+        } else if query.contains("session_write") {
+            "write"
+        } else if query.to_lowercase().starts_with(" select data from")
+            || query.to_lowercase().starts_with("select data from")
+        {
+            "load"
+        } else {
+            query
+        };
+        *counts.entry(what.to_owned()).or_default() += calls.parse::<u64>().expect("calls");
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autosave_costs_two_statements_and_readonly_one() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let server = TestServer::builder()
+        .postgres(&pg.url(), Duration::from_secs(5))
+        .start()
+        .await;
+    let alice = server.login("alice").await;
+    let socket = alice.raw_socket().await;
+    // Warm: every connection of the pool has prepared the statements of each event.
+    for _ in 0..20 {
+        for event in ["incr", "peek", "whoami"] {
+            let ack = socket.ack(event, vec![]).await;
+            assert!(ack.get("error").is_none(), "{event}: {ack}");
+        }
+    }
+
+    const N: u64 = 20;
+    let costs: [(&str, &[(&str, u64)]); 3] = [
+        ("incr", &[("acquire", 1), ("write", 1)]),
+        ("peek", &[("acquire", 1), ("write", 1)]),
+        ("whoami", &[("load", 1)]),
+    ];
+    for (event, per_event) in costs {
+        pg.reset_statements();
+        for _ in 0..N {
+            let ack = socket.ack(event, vec![]).await;
+            assert!(ack.get("error").is_none(), "{event}: {ack}");
+        }
+        let expected: BTreeMap<String, u64> = per_event
+            .iter()
+            .map(|(what, n)| (what.to_string(), n * N))
+            .collect();
+        // A lease released in the background (`peek`) may still be on its way.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut counted = statements(&pg);
+        while counted != expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            counted = statements(&pg);
+        }
+        assert_eq!(counted, expected, "{N} `{event}` events");
+    }
+}
