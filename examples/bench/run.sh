@@ -266,27 +266,34 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     }
     # loadgen over every node: it takes comma-separated URLs and pids.
     redis_loadgen() { URL=$URLS SERVER_PID=$PIDS loadgen "$@"; }
+    # redis_rows TAG NODES VARIANT: VARIANT on NODES nodes, closed loops of `incr` and
+    # `whoami` (labels redis$TAG/...), their round trips (redis-rt$TAG/...) and, on two nodes,
+    # the cross-node burst.
+    redis_rows() {
+        local tag=$1 nodes=$2 variant=$3 event
+        if [ "$variant" = node ]; then
+            start_nodes "$nodes" node "$BENCH/node/server.js" || return 0
+        else
+            start_nodes "$nodes" "$SERVER" --variant "$variant" --store redis || return 0
+        fi
+        for event in incr whoami; do
+            redis_loadgen "redis$tag/$variant/${nodes}n" --mode loop --event "$event" \
+                --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
+            redis_loadgen "redis-rt$tag/$variant/${nodes}n" --mode loop --event "$event" \
+                --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
+        done
+        if [ "$nodes" = 2 ]; then
+            redis_loadgen "redis$tag/$variant/${nodes}n" --mode burst --event incr \
+                --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
+        fi
+        stop_nodes
+    }
     REDIS_CONFIGS=(manual autosave node)
     for rep in $(seq "$REPS"); do
         for nodes in 1 2; do
             log "redis, repetition $rep/$REPS, $nodes node(s): ${REDIS_CONFIGS[*]}"
             for variant in "${REDIS_CONFIGS[@]}"; do
-                if [ "$variant" = node ]; then
-                    start_nodes "$nodes" node "$BENCH/node/server.js" || continue
-                else
-                    start_nodes "$nodes" "$SERVER" --variant "$variant" --store redis || continue
-                fi
-                for event in incr whoami; do
-                    redis_loadgen "redis/$variant/${nodes}n" --mode loop --event "$event" \
-                        --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
-                    redis_loadgen "redis-rt/$variant/${nodes}n" --mode loop --event "$event" \
-                        --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
-                done
-                if [ "$nodes" = 2 ]; then
-                    redis_loadgen "redis/$variant/${nodes}n" --mode burst --event incr \
-                        --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
-                fi
-                stop_nodes
+                redis_rows "" "$nodes" "$variant"
             done
         done
         # Keep-alive: `whoami` with sessions that expire after 4 s idle, so every session is
@@ -312,20 +319,7 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
             done
             export REDIS_URL="redis://127.0.0.1:$relay_port"
             for variant in autosave node; do
-                if [ "$variant" = node ]; then
-                    start_nodes 2 node "$BENCH/node/server.js" || continue
-                else
-                    start_nodes 2 "$SERVER" --variant "$variant" --store redis || continue
-                fi
-                for event in incr whoami; do
-                    redis_loadgen "redis+${ms}ms/$variant/2n" --mode loop --event "$event" \
-                        --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
-                    redis_loadgen "redis-rt+${ms}ms/$variant/2n" --mode loop --event "$event" \
-                        --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
-                done
-                redis_loadgen "redis+${ms}ms/$variant/2n" --mode burst --event incr \
-                    --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
-                stop_nodes
+                redis_rows "+${ms}ms" 2 "$variant"
             done
             kill "$RELAY_PID" 2>/dev/null || true
             wait "$RELAY_PID" 2>/dev/null || true
