@@ -5,7 +5,8 @@
 //! use session_harness::{backend::{Backend, Kind}, DemoNode};
 //!
 //! let Some(backend) = Backend::start(Kind::Postgres) else { return }; // SKIPPED without it
-//! let [a, b] = DemoNode::start_many::<2>(&backend.env());
+//! let env = backend.env();
+//! let [a, b] = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
 //! backend.pause(); // SIGSTOP: connections stay open, nothing answers
 //! backend.resume();
 //! ```
