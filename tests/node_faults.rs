@@ -294,10 +294,15 @@ async fn database_away(kind: Kind) {
     both_fail(&socket, &http).await;
     db.start_again();
     let deadline = Instant::now() + Duration::from_secs(10);
-    // Each node reconnects on its own: wait for both.
+    // Each node reconnects on its own: wait for both. A read with a cookie goes to the store
+    // (one without answers 200 without asking it).
     loop {
-        let (on_a, _) = Http::new(a.url()).raw("GET", "/session", None).await;
-        let (on_b, _) = Http::new(b.url()).raw("GET", "/session", None).await;
+        let (on_a, _) = Http::with_cookie(a.url(), &alice.cookie())
+            .raw("GET", "/session", None)
+            .await;
+        let (on_b, _) = Http::with_cookie(b.url(), &alice.cookie())
+            .raw("GET", "/session", None)
+            .await;
         if on_a == 200 && on_b == 200 {
             break;
         }

@@ -301,7 +301,7 @@ impl RedisSessions {
         sessions
             .shared
             .scripts
-            .load(sessions.shared.pool.next())
+            .load(sessions.shared.pool.next_connected())
             .await?;
         Ok(sessions)
     }
@@ -468,7 +468,7 @@ impl RedisSessions {
     ///
     /// fred's error when the subscriber cannot connect.
     pub async fn adapter(&self) -> Result<RedisAdapterCtr<FredDriver>, fred::error::Error> {
-        let client = self.shared.pool.next();
+        let client = self.shared.pool.next_connected();
         let mut builder = Builder::from_config(client.client_config());
         builder.set_connection_config(client.connection_config().clone());
         if let Some(policy) = client.client_reconnect_policy() {
