@@ -18,6 +18,9 @@
 # (half each way); "" skips it. BASE (1): 0 skips the single-server loops and the memory
 # figures (for a run of the Redis rows alone). RESULTS, REPORT_MD, REPORT_SVG: where the raw
 # figures and the report go (examples/bench/results.jsonl, REPORT.md, bench.svg).
+# POSTGRES (1): also one and two nodes on one PostgreSQL (Debian's postgresql, started by the
+# harness's postgres_server; skipped without): the same loops and burst (PG_BURST_K, as
+# REDIS_BURST_K), with the statements per event counted in pg_stat_statements.
 # SCALE (1): idle memory by variant and knob (SCALE_SOCKETS, 15000, capped by `ulimit -Hn`)
 # and reconnect storms (STORM_SIZES, "5000 15000"; e.g. STORM_SIZES=2000 for a quick run),
 # SCALE_REPS (3) repetitions.
@@ -42,6 +45,8 @@ PROFILE=${PROFILE:-1}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 REDIS=${REDIS:-1}
 REDIS_BURST_K=${REDIS_BURST_K:-225}
+POSTGRES=${POSTGRES:-1}
+PG_BURST_K=${PG_BURST_K:-$REDIS_BURST_K}
 SCALE=${SCALE:-1}
 LATENCY=${LATENCY-1 5}
 BASE=${BASE:-1}
@@ -58,8 +63,12 @@ cargo build --release -p session-bench
 if [ "$REDIS" = 1 ] && [ -n "$LATENCY" ]; then
     cargo build --release -p session-harness --bin relay
 fi
+if [ "$POSTGRES" = 1 ]; then
+    cargo build --release -p session-harness --bin postgres_server
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RELAY="$TARGET_DIR/release/relay"
+PG_SERVER="$TARGET_DIR/release/postgres_server"
 SERVER="$TARGET_DIR/release/bench_server"
 LOADGEN="$TARGET_DIR/release/loadgen"
 REPORT="$TARGET_DIR/release/bench_report"
@@ -231,8 +240,32 @@ for rep in $(seq "$MEM_REPS"); do
 done
 fi
 
-# Several nodes on one Redis. Each node is a server process on the server core; the load
+# Several nodes on one database. Each node is a server process on the server core; the load
 # generator spreads its sockets over the nodes (`--url A,B`) and sums their CPU (`--pid P,Q`).
+
+# start_nodes N CMD...: N servers of CMD; sets NODE_PIDS, URLS and PIDS.
+start_nodes() {
+    local n=$1
+    shift
+    NODE_PIDS=()
+    local urls=() i
+    for i in $(seq "$n"); do
+        start_server "$@" || return 1
+        NODE_PIDS+=("$SERVER_PID")
+        urls+=("$URL")
+        SERVER_PID=
+    done
+    URLS=$(IFS=,; echo "${urls[*]}")
+    PIDS=$(IFS=,; echo "${NODE_PIDS[*]}")
+}
+stop_nodes() {
+    local pid
+    for pid in "${NODE_PIDS[@]}"; do SERVER_PID=$pid stop_server; done
+    NODE_PIDS=()
+}
+# loadgen over every node: it takes comma-separated URLs and pids.
+nodes_loadgen() { URL=$URLS SERVER_PID=$PIDS loadgen "$@"; }
+
 if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
@@ -243,29 +276,10 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     # A 64-byte cookie key shared by the Rust nodes.
     export SESSION_KEY=${SESSION_KEY:-$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
-    # start_nodes N CMD...: N servers of CMD; sets NODE_PIDS, URLS and PIDS.
-    start_nodes() {
-        local n=$1
-        shift
-        NODE_PIDS=()
-        local urls=() i
-        for i in $(seq "$n"); do
-            start_server "$@" || return 1
-            NODE_PIDS+=("$SERVER_PID")
-            urls+=("$URL")
-            SERVER_PID=
-        done
-        URLS=$(IFS=,; echo "${urls[*]}")
-        PIDS=$(IFS=,; echo "${NODE_PIDS[*]}")
-    }
-    stop_nodes() {
-        local pid
-        for pid in "${NODE_PIDS[@]}"; do SERVER_PID=$pid stop_server; done
-        NODE_PIDS=()
+    stop_redis_nodes() {
+        stop_nodes
         redis-cli -p "$REDIS_PORT" flushall >/dev/null
     }
-    # loadgen over every node: it takes comma-separated URLs and pids.
-    redis_loadgen() { URL=$URLS SERVER_PID=$PIDS loadgen "$@"; }
     # redis_rows TAG NODES VARIANT: VARIANT on NODES nodes, closed loops of `incr` and
     # `whoami` (labels redis$TAG/...), their round trips (redis-rt$TAG/...) and, on two nodes,
     # the cross-node burst.
@@ -277,16 +291,16 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
             start_nodes "$nodes" "$SERVER" --variant "$variant" --store redis || return 0
         fi
         for event in incr whoami; do
-            redis_loadgen "redis$tag/$variant/${nodes}n" --mode loop --event "$event" \
+            nodes_loadgen "redis$tag/$variant/${nodes}n" --mode loop --event "$event" \
                 --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
-            redis_loadgen "redis-rt$tag/$variant/${nodes}n" --mode loop --event "$event" \
+            nodes_loadgen "redis-rt$tag/$variant/${nodes}n" --mode loop --event "$event" \
                 --clients 10 --duration 1 --warmup 0.2 --redis-monitor "$REDIS_PORT"
         done
         if [ "$nodes" = 2 ]; then
-            redis_loadgen "redis$tag/$variant/${nodes}n" --mode burst --event incr \
+            nodes_loadgen "redis$tag/$variant/${nodes}n" --mode burst --event incr \
                 --clients 2 --sessions 1 --burst "$REDIS_BURST_K"
         fi
-        stop_nodes
+        stop_redis_nodes
     }
     REDIS_CONFIGS=(manual autosave node)
     for rep in $(seq "$REPS"); do
@@ -300,9 +314,9 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
         # touched about once a second (a lock, a reload and a save each time): round trips
         # per readonly event with touches on, beside the row above without.
         start_nodes 1 "$SERVER" --variant autosave --store redis --idle-secs 4 || continue
-        redis_loadgen "redis-rt/autosave+touch/1n" --mode loop --event whoami \
+        nodes_loadgen "redis-rt/autosave+touch/1n" --mode loop --event whoami \
             --clients "$CLIENTS" --duration "$DURATION" --redis-monitor "$REDIS_PORT"
-        stop_nodes
+        stop_redis_nodes
     done
     # Latency between the nodes and Redis: the relay adds LATENCY ms to every round trip. The
     # round trips are counted at Redis itself, past the relay.
@@ -332,6 +346,61 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     unset REDIS_URL
 elif [ "$REDIS" = 1 ]; then
     log "redis-server not found: no Redis figures"
+fi
+
+# Several nodes on one PostgreSQL, a server of the harness's own: postgres_server runs it until
+# its stdin closes, which a descriptor of this script holds open (closed at the latest when the
+# script ends, however it ends).
+if [ "$POSTGRES" = 1 ]; then
+    mkfifo "$WORK/pg.in"
+    "$PG_SERVER" < "$WORK/pg.in" > "$WORK/pg.out" 2> "$WORK/pg.err" &
+    PG_PID=$!
+    exec 4> "$WORK/pg.in"
+    DATABASE_URL=
+    for _ in $(seq 600); do
+        DATABASE_URL=$(sed -n 's/^url //p' "$WORK/pg.out")
+        [ -n "$DATABASE_URL" ] && break
+        kill -0 "$PG_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -n "$DATABASE_URL" ]; then
+        export DATABASE_URL
+        export SESSION_KEY=${SESSION_KEY:-$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+        # pg_rows NODES VARIANT: closed loops of `incr` and `whoami` (labels pg/...), the
+        # statements per event counted in the same run, and, on two nodes, the cross-node burst.
+        pg_rows() {
+            local nodes=$1 variant=$2 event
+            if [ "$variant" = node ]; then
+                start_nodes "$nodes" node "$BENCH/node/server.js" || return 0
+            else
+                start_nodes "$nodes" "$SERVER" --variant "$variant" --store postgres || return 0
+            fi
+            for event in incr whoami; do
+                nodes_loadgen "pg/$variant/${nodes}n" --mode loop --event "$event" \
+                    --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
+                    --pg-statements "$DATABASE_URL"
+            done
+            if [ "$nodes" = 2 ]; then
+                nodes_loadgen "pg/$variant/${nodes}n" --mode burst --event incr \
+                    --clients 2 --sessions 1 --burst "$PG_BURST_K" --pg-statements "$DATABASE_URL"
+            fi
+            stop_nodes
+        }
+        for rep in $(seq "$REPS"); do
+            for nodes in 1 2; do
+                log "postgres, repetition $rep/$REPS, $nodes node(s): manual autosave node"
+                for variant in manual autosave node; do
+                    pg_rows "$nodes" "$variant"
+                done
+            done
+        done
+        unset DATABASE_URL
+    else
+        log "no PostgreSQL server: no PostgreSQL figures"
+        cat "$WORK/pg.err" >&2
+    fi
+    exec 4>&-
+    wait "$PG_PID" 2>/dev/null || true
 fi
 
 # Scale (issue 10): bytes per idle socket by variant and knob, and reconnect storms. One

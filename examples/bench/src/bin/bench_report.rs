@@ -659,6 +659,7 @@ impl<'a> Report<'a> {
 
         self.redis_section(&mut md);
         self.latency_section(&mut md);
+        self.postgres_section(&mut md);
         self.scale_section(&mut md);
 
         let _ = writeln!(md, "\n## Memory (idle sockets)\n");
@@ -772,6 +773,74 @@ impl<'a> Report<'a> {
                     .map(|(a, b)| format!("{a:.0} to {b:.0}"))
                     .unwrap_or("–".into()),
                 fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
+                g.runs.len()
+            );
+        }
+    }
+
+    /// One and two nodes on one PostgreSQL: loops, statements per event, the cross-node burst.
+    fn postgres_section(&self, md: &mut String) {
+        let cpu = "cpu.server_cpu_us_per_event";
+        let variants = [
+            ("manual", "(b) hand-written reload/save"),
+            ("autosave", "(c) `#[with_session]`"),
+            (
+                "node",
+                "Node: connect-pg-simple + @socket.io/postgres-adapter",
+            ),
+        ];
+        let rows: Vec<_> = variants
+            .iter()
+            .flat_map(|v| ["1n", "2n"].map(move |n| (v, n)))
+            .flat_map(|(v, n)| ["incr", "whoami"].map(move |e| (v, n, e)))
+            .filter(|((variant, _), n, e)| {
+                self.group("loop", &format!("pg/{variant}/{n}"), e)
+                    .is_some()
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Several nodes on one PostgreSQL\n");
+        let _ = writeln!(md, "The same load as on Redis, every node on one PostgreSQL server of the harness's own (`tests/harness/src/bin/postgres_server.rs`: Debian's PostgreSQL, `fsync=off`, on this machine, unpinned). *Round trips* are the statements PostgreSQL ran per event, from `pg_stat_statements`, counted in the same runs (each client sends one statement a round trip; a function's inner statements don't count). The Rust servers use `session_runtime::postgres` (tower-sessions-sqlx-store's records, leases in plpgsql functions, socketioxide-postgres); `(b)` takes no lock. Server CPU is the nodes' only, not PostgreSQL's.\n");
+        let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | PostgreSQL round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for ((variant, name), nodes, event) in rows {
+            let Some(g) = self.group("loop", &format!("pg/{variant}/{nodes}"), event) else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | `{event}` | {} | {} | {} | {} | {} | {} | {} |",
+                nodes.trim_end_matches('n'),
+                fmt(g.median("events_per_s"), 0),
+                fmt(g.median("p50_us"), 0),
+                fmt(g.median("p99_us"), 0),
+                fmt(g.median(cpu), 2),
+                fmt(g.median("pg_round_trips_per_event"), 2),
+                fmt(g.median("lost_updates"), 0),
+                g.runs.len()
+            );
+        }
+        let _ = writeln!(md, "\nCross-node burst on PostgreSQL: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks. Round trips include the waits: a waiting node asks again.\n");
+        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | round trips/event | runs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (variant, name) in variants {
+            let Some(g) = self.group("burst", &format!("pg/{variant}/2n"), "incr") else {
+                continue;
+            };
+            let first = |k: &str| g.runs.first().and_then(|r| r[k].as_u64()).unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {name} | {} × {} | {} | {} | {} | {} | {} | {} | {} |",
+                first("clients"),
+                first("burst"),
+                fmt(g.median("acked_ok"), 0),
+                fmt(g.median("applied"), 0),
+                fmt(g.median("lost_updates"), 0),
+                g.range("lost_updates")
+                    .map(|(a, b)| format!("{a:.0} to {b:.0}"))
+                    .unwrap_or("–".into()),
+                fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
+                fmt(g.median("pg_round_trips_per_event"), 2),
                 g.runs.len()
             );
         }

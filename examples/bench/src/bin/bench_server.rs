@@ -14,10 +14,11 @@
 //!   `#[with_session(readonly)]`.
 //! - `--idle-secs N`: sessions expire after N s without activity (`Expiry::OnInactivity`): one
 //!   expiry timer per session with sockets, and socket events touch the record (keep-alive).
-//! - `--store memory|moka|sqlite|redis`; `--store-latency-us N` delays every store operation by
+//! - `--store memory|moka|sqlite|redis|postgres`; `--store-latency-us N` delays every store operation by
 //!   N µs (a networked store); `--workers N` sets tokio's worker threads; `--port P` (0: any).
 //!   `--store redis` takes `REDIS_URL` and puts what one node of several would in it: the
-//!   records, the per-session leases (`autosave`) and socket.io's adapter.
+//!   records, the per-session leases (`autosave`) and socket.io's adapter. `--store postgres`
+//!   does the same in the PostgreSQL of `DATABASE_URL` (`session_runtime::postgres`).
 //!
 //! Scale knobs (`--bare`, `--max-buffer-size N`, `--ws-read-buffer N`, `--own-head`,
 //! `--backlog N`): see
@@ -39,6 +40,7 @@ use axum::{routing::get, Json};
 use serde_json::{json, Value};
 use session_runtime::{
     locks::{LocalSessionLocks, SessionLocks},
+    postgres::{PostgresAdapter, PostgresSessions},
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
     with_session, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
 };
@@ -166,6 +168,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let io = SocketIo::builder().with_adapter::<FredAdapter<_>>(redis.adapter().await?);
             serve(redis.store(), (redis.locks(), io), &args).await
         }
+        "postgres" => {
+            let url = std::env::var("DATABASE_URL")
+                .map_err(|_| "`--store postgres` needs DATABASE_URL")?;
+            let pg = PostgresSessions::connect(&url).await?;
+            let io = SocketIo::builder().with_adapter::<PostgresAdapter<_>>(pg.adapter());
+            serve(pg.store(), (pg.locks(), io), &args).await
+        }
         "sqlite" => {
             use tower_sessions_sqlx_store::sqlx::sqlite;
             let path =
@@ -190,7 +199,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             out
         }
         other => Err(format!(
-            "unknown store `{other}`: expected `memory`, `moka`, `sqlite` or `redis`"
+            "unknown store `{other}`: expected `memory`, `moka`, `sqlite`, `redis` or `postgres`"
         )
         .into()),
     }

@@ -33,6 +33,10 @@
 //! CPU and RSS. `--redis-monitor PORT` counts, with `redis-cli MONITOR` on that Redis during
 //! the events, the commands the nodes sent (a script counts once, not the commands it runs):
 //! Redis round trips per event. MONITOR slows Redis down: use it on a run of its own.
+//! `--pg-statements URL` counts, in `pg_stat_statements` of that PostgreSQL (the extension
+//! created there), the statements run during the events, the ones that read the view left out:
+//! PostgreSQL round trips per event (each client sends one statement a round trip). It costs
+//! the server nothing and may share a run with the figures.
 
 use std::{
     io::Write,
@@ -42,6 +46,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
+use session_runtime::postgres::sqlx::{self, Connection, PgConnection};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -75,6 +80,7 @@ struct Opts {
     pid: Option<u32>,
     pids: Vec<u32>,
     redis_monitor: Option<u16>,
+    pg_statements: Option<String>,
     label: String,
     out: Option<PathBuf>,
     stats: bool,
@@ -98,6 +104,7 @@ fn parse_args() -> Result<Opts, String> {
         pid: None,
         pids: Vec::new(),
         redis_monitor: None,
+        pg_statements: None,
         label: String::new(),
         out: None,
         stats: false,
@@ -153,6 +160,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.pid = o.pids.first().copied();
             }
             "--redis-monitor" => o.redis_monitor = Some(num(&value)? as u16),
+            "--pg-statements" => o.pg_statements = Some(value),
             "--label" => o.label = value,
             "--out" => o.out = Some(value.into()),
             "--hold" => o.hold = num(&value)?,
@@ -774,6 +782,41 @@ impl RedisMonitor {
     }
 }
 
+/// The statements a PostgreSQL ran, from `pg_stat_statements` (see the module docs).
+struct PgStatements {
+    conn: PgConnection,
+    before: i64,
+}
+
+impl PgStatements {
+    const SUM: &'static str = "select coalesce(sum(calls), 0)::bigint from pg_stat_statements \
+                               where query not ilike '%pg_stat_statements%'";
+
+    async fn start(url: &str) -> Result<Self, Error> {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .map_err(|e| format!("--pg-statements: {e}"))?;
+        let before = Self::sum(&mut conn).await?;
+        Ok(Self { conn, before })
+    }
+
+    async fn sum(conn: &mut PgConnection) -> Result<i64, Error> {
+        let (sum,): (i64,) = sqlx::query_as(Self::SUM)
+            .fetch_one(conn)
+            .await
+            .map_err(|e| format!("--pg-statements (is pg_stat_statements created?): {e}"))?;
+        Ok(sum)
+    }
+
+    async fn stop(mut self) -> Result<u64, Error> {
+        // As for the Redis monitor: a statement a node sends after the last ack (none of ours
+        // does) gets a moment to be counted.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = Self::sum(&mut self.conn).await?;
+        Ok((after - self.before).max(0) as u64)
+    }
+}
+
 fn run_hook(cmd: Option<&str>) -> Result<(), Error> {
     let Some(cmd) = cmd else { return Ok(()) };
     let status = std::process::Command::new("sh")
@@ -870,6 +913,10 @@ async fn run(o: Opts) -> Result<Value, Error> {
 
     run_hook(o.hook_start.as_deref())?;
     let monitor = o.redis_monitor.map(RedisMonitor::start).transpose()?;
+    let statements = match &o.pg_statements {
+        Some(url) => Some(PgStatements::start(url).await?),
+        None => None,
+    };
     let (results, a, b, measured_wall) = match o.mode {
         Mode::Loop => {
             let start = Instant::now();
@@ -924,6 +971,10 @@ async fn run(o: Opts) -> Result<Value, Error> {
     };
 
     let redis_commands = monitor.map(RedisMonitor::stop).transpose()?;
+    let pg_statements = match statements {
+        Some(statements) => Some(statements.stop().await?),
+        None => None,
+    };
     run_hook(o.hook_end.as_deref())?;
 
     let mut lat: Vec<u32> = Vec::new();
@@ -963,6 +1014,10 @@ async fn run(o: Opts) -> Result<Value, Error> {
     if let Some(commands) = redis_commands {
         out["redis_commands"] = json!(commands);
         out["redis_round_trips_per_event"] = json!(commands as f64 / total.max(1) as f64);
+    }
+    if let Some(statements) = pg_statements {
+        out["pg_statements"] = json!(statements);
+        out["pg_round_trips_per_event"] = json!(statements as f64 / total.max(1) as f64);
     }
 
     if let Some(before) = stats_before {
