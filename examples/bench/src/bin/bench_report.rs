@@ -137,7 +137,10 @@ fn is_quiet(run: &Value) -> bool {
 }
 
 struct Report<'a> {
+    /// The first run's conditions, in the header.
     meta: Option<&'a Value>,
+    /// Runs appended after it (e.g. the rows of one section run alone), named in the header.
+    later: Vec<&'a Value>,
     groups: BTreeMap<(String, String, String), Group<'a>>,
     /// Closed-loop rows in the order they are shown.
     order: Vec<(String, String)>,
@@ -280,9 +283,13 @@ impl<'a> Report<'a> {
     fn new(runs: &'a [Value]) -> Self {
         let mut groups: BTreeMap<(String, String, String), Group<'a>> = BTreeMap::new();
         let mut meta = None;
+        let mut later = Vec::new();
         for r in runs {
             if r["kind"] == "meta" {
-                meta = Some(r);
+                match meta {
+                    None => meta = Some(r),
+                    Some(_) => later.push(r),
+                }
                 continue;
             }
             let key = (
@@ -302,6 +309,7 @@ impl<'a> Report<'a> {
             .collect();
         Self {
             meta,
+            later,
             groups,
             order,
             profiles: Vec::new(),
@@ -365,6 +373,15 @@ impl<'a> Report<'a> {
             "Run: {} · {} cores ({}) · pinned: {} · {} · node {} · commit {} · load average at start: {}\n",
             m("started"), m("nproc"), m("cpu"), m("pinned"), m("rustc"), m("node"), m("commit"), m("loadavg")
         );
+        for r in &self.later {
+            let _ = writeln!(
+                md,
+                "Appended to it: a run of {} at commit {} (load average at start: {}); its rows say so.\n",
+                r["started"].as_str().unwrap_or("?"),
+                r["commit"].as_str().unwrap_or("?"),
+                r["loadavg"].as_str().unwrap_or("?")
+            );
+        }
         let others: Vec<f64> = self
             .groups
             .values()
