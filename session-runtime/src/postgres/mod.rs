@@ -44,10 +44,13 @@
 //!
 //! **Why not sqlx 0.9.** socketioxide-postgres's built-in driver is on sqlx 0.9 while
 //! tower-sessions-sqlx-store 0.15 is on 0.8: taking both builds two sqlx (two pools, two
-//! sets of connections, about 40 more crates to compile). [`ListenNotify`] is the driver
-//! trait's implementation on sqlx 0.8: the same statements, and a listener that connects
-//! again after the database restarts (sqlx 0.9's driver stream ends on the first error, and
-//! its node would hear the others no more).
+//! sets of connections, 30 more crates: 208 instead of 178 in `cargo tree`, 9 of them
+//! sqlx's). [`ListenNotify`] is the driver trait's implementation on sqlx 0.8: the same
+//! statements, and a listener that connects again after the database restarts (sqlx 0.9's
+//! driver stream ends on the first error, and its node would hear the others no more).
+//! Measured on a small app (a release build from scratch, 2 cores): without this feature
+//! 61 s and a 1.65 MB binary; with it 127 s and 7.06 MB; with socketioxide-postgres's own
+//! sqlx 0.9 driver as well 155 s and 8.89 MB.
 //!
 //! # The lease
 //!
