@@ -104,7 +104,7 @@ impl RedisSessionLocks {
     async fn acquire(&self, keys: &Keys, token: &str) -> Result<Option<Vec<u8>>, SessionError> {
         let mut pause = FIRST_PAUSE;
         loop {
-            let client = self.shared.pool.next_connected();
+            let client = self.shared.client();
             if !client.is_connected() {
                 // fred would queue the script until it reconnects: fail now instead.
                 return Err(SessionError::Lock {
@@ -200,7 +200,7 @@ async fn renew_while_held(shared: Arc<Shared>, keys: Keys, token: String, lease:
         tokio::time::sleep(lease / 3).await;
         match shared
             .scripts
-            .renew(shared.pool.next_connected(), &keys, &token, lease_ms)
+            .renew(shared.client(), &keys, &token, lease_ms)
             .await
         {
             Ok(true) => {}
@@ -314,7 +314,7 @@ impl SessionLease for RedisLease {
                 }
             };
             self.renewal.abort();
-            let client = self.shared.pool.next_connected();
+            let client = self.shared.client();
             let written = self
                 .shared
                 .scripts
@@ -363,7 +363,7 @@ impl Drop for RedisLease {
         // Released in the background; this process's next writer of the session waits for it.
         release_later(
             self.shared.clone(),
-            self.shared.pool.next_connected().clone(),
+            self.shared.client().clone(),
             self.keys.clone(),
             self.held.token.clone(),
             local,

@@ -177,7 +177,7 @@ use std::{
 };
 
 use fred::{
-    clients::{Pool, SubscriberClient},
+    clients::{Client, Pool, SubscriberClient},
     interfaces::ClientLike,
     prelude::{Builder, Config, ReconnectPolicy},
     types::RespVersion,
@@ -255,6 +255,13 @@ impl Shared {
     fn holding(&self, id: &Id) -> Option<Arc<Held>> {
         self.held().get(id).cloned()
     }
+
+    /// The client for our next command: a connected one when the pool has one, as fred's
+    /// `Pool` picks for tower-sessions-redis-store's calls (after Redis comes back, the
+    /// pool's clients reconnect one by one).
+    fn client(&self) -> &Client {
+        self.pool.next_connected()
+    }
 }
 
 impl fmt::Debug for RedisSessions {
@@ -301,7 +308,7 @@ impl RedisSessions {
         sessions
             .shared
             .scripts
-            .load(sessions.shared.pool.next_connected())
+            .load(sessions.shared.client())
             .await?;
         Ok(sessions)
     }
@@ -468,7 +475,7 @@ impl RedisSessions {
     ///
     /// fred's error when the subscriber cannot connect.
     pub async fn adapter(&self) -> Result<RedisAdapterCtr<FredDriver>, fred::error::Error> {
-        let client = self.shared.pool.next_connected();
+        let client = self.shared.client();
         let mut builder = Builder::from_config(client.client_config());
         builder.set_connection_config(client.connection_config().clone());
         if let Some(policy) = client.client_reconnect_policy() {

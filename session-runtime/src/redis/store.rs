@@ -65,7 +65,7 @@ impl RedisSessionStore {
         F: FnOnce(RedisStore<Client>) -> Fut,
         Fut: std::future::Future<Output = session_store::Result<()>>,
     {
-        let client = self.shared.pool.next_connected().clone();
+        let client = self.shared.client().clone();
         write(RedisStore::new(client.clone())).await?;
         replicas::after_write(self.replicas, &client, &id.to_string())
             .await
@@ -74,7 +74,7 @@ impl RedisSessionStore {
 
     /// `op` on `id`'s record, fenced by `held`.
     async fn fenced(&self, id: &Id, held: &Held, op: Op<'_>) -> session_store::Result<()> {
-        let client = self.shared.pool.next_connected();
+        let client = self.shared.client();
         let keys = Keys::of(id);
         let written = self
             .shared
@@ -112,7 +112,7 @@ impl SessionStore for RedisSessionStore {
             return self.inner.create(record).await;
         }
         // `create` may change the id: wait on the one it wrote.
-        let client = self.shared.pool.next_connected().clone();
+        let client = self.shared.client().clone();
         RedisStore::new(client.clone()).create(record).await?;
         replicas::after_write(self.replicas, &client, &record.id.to_string())
             .await
