@@ -136,6 +136,9 @@ fn is_quiet(run: &Value) -> bool {
         .is_some_and(|o| o <= QUIET_CORES)
 }
 
+/// A server variant's label part and its name in the tables.
+type Variant = (&'static str, &'static str);
+
 struct Report<'a> {
     /// The first run's conditions, in the header.
     meta: Option<&'a Value>,
@@ -721,37 +724,39 @@ impl<'a> Report<'a> {
         md
     }
 
-    /// One and two nodes on one Redis: loops, round trips, the cross-node burst.
-    fn redis_section(&self, md: &mut String) {
-        let cpu = "cpu.server_cpu_us_per_event";
-        let variants = [
-            ("manual", "(b) hand-written reload/save"),
-            ("autosave", "(c) `#[with_session]`"),
-            ("node", "Node: connect-redis + @socket.io/redis-adapter"),
-        ];
-        let rows: Vec<_> = variants
+    /// The loop rows of one database's section that ran (labels `{prefix}/{variant}/{nodes}`):
+    /// each variant on 1 and 2 nodes, `incr` and `whoami`.
+    fn nodes_rows<'v>(
+        &self,
+        prefix: &str,
+        variants: &'v [Variant],
+    ) -> Vec<(&'v Variant, &'static str, &'static str)> {
+        variants
             .iter()
             .flat_map(|v| ["1n", "2n"].map(move |n| (v, n)))
             .flat_map(|(v, n)| ["incr", "whoami"].map(move |e| (v, n, e)))
             .filter(|((variant, _), n, e)| {
-                self.group("loop", &format!("redis/{variant}/{n}"), e)
+                self.group("loop", &format!("{prefix}/{variant}/{n}"), e)
                     .is_some()
             })
-            .collect();
-        if rows.is_empty() {
-            return;
-        }
-        let _ = writeln!(md, "\n## Several nodes on one Redis\n");
-        let _ = writeln!(md, "Each node is a server process; the load generator spreads its sockets over the nodes round-robin and sums their CPU. *Round trips* are the commands the nodes sent Redis per event, counted by `redis-cli MONITOR` in a short run of their own (10 sockets; a script counts once, the commands it runs don't). `(c)` is `autosave` for `incr` and `readonly` for `whoami`. The Rust servers use `session_runtime::redis` (records, leases, socketioxide-redis adapter); `(b)` takes no lock, as its users do today.\n");
-        let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | Redis round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-        for ((variant, name), nodes, event) in rows {
-            let label = format!("redis/{variant}/{nodes}");
-            let Some(g) = self.group("loop", &label, event) else {
+            .collect()
+    }
+
+    /// The table of those rows; `trips(group, variant, nodes, event)` is a row's round trips
+    /// per event, in the column `trips_title`.
+    fn nodes_loop_table(
+        &self,
+        md: &mut String,
+        prefix: &str,
+        rows: &[(&Variant, &str, &str)],
+        trips_title: &str,
+        trips: impl Fn(&Group, &str, &str, &str) -> Option<f64>,
+    ) {
+        let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | {trips_title} | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for &((variant, name), nodes, event) in rows {
+            let Some(g) = self.group("loop", &format!("{prefix}/{variant}/{nodes}"), event) else {
                 continue;
             };
-            let trips = self
-                .group("loop", &format!("redis-rt/{variant}/{nodes}"), event)
-                .and_then(|g| g.median("redis_round_trips_per_event"));
             let _ = writeln!(
                 md,
                 "| {name} | {} | `{event}` | {} | {} | {} | {} | {} | {} | {} |",
@@ -759,28 +764,39 @@ impl<'a> Report<'a> {
                 fmt(g.median("events_per_s"), 0),
                 fmt(g.median("p50_us"), 0),
                 fmt(g.median("p99_us"), 0),
-                fmt(g.median(cpu), 2),
-                fmt(trips, 2),
+                fmt(g.median("cpu.server_cpu_us_per_event"), 2),
+                fmt(trips(g, variant, nodes, event), 2),
                 fmt(g.median("lost_updates"), 0),
                 g.runs.len()
             );
         }
-        if let Some(touch) = self
-            .group("loop", "redis-rt/autosave+touch/1n", "whoami")
-            .and_then(|g| g.median("redis_round_trips_per_event"))
-        {
-            let _ = writeln!(md, "\nKeep-alive on (`--idle-secs 4`: each session touched about once a second, a lock, a reload and a save each time): `readonly` `whoami` costs {touch:.3} Redis round trips per event.");
-        }
-        let _ = writeln!(md, "\nCross-node burst: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks.\n");
-        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | runs |\n|---|---|---:|---:|---:|---:|---:|---:|");
+    }
+
+    /// The cross-node burst of one database's section (labels `{prefix}/{variant}/2n`), with a
+    /// round-trips column when the runs carry `trips_key`.
+    fn nodes_burst_table(
+        &self,
+        md: &mut String,
+        prefix: &str,
+        variants: &[Variant],
+        trips_key: Option<&str>,
+    ) {
+        let (trips_head, trips_align) = match trips_key {
+            Some(_) => (" round trips/event |", "---:|"),
+            None => ("", ""),
+        };
+        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms |{trips_head} runs |\n|---|---|---:|---:|---:|---:|---:|{trips_align}---:|");
         for (variant, name) in variants {
-            let Some(g) = self.group("burst", &format!("redis/{variant}/2n"), "incr") else {
+            let Some(g) = self.group("burst", &format!("{prefix}/{variant}/2n"), "incr") else {
                 continue;
             };
             let first = |k: &str| g.runs.first().and_then(|r| r[k].as_u64()).unwrap_or(0);
+            let trips = trips_key
+                .map(|k| format!(" {} |", fmt(g.median(k), 2)))
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "| {name} | {} × {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {} × {} | {} | {} | {} | {} | {} |{trips} {} |",
                 first("clients"),
                 first("burst"),
                 fmt(g.median("acked_ok"), 0),
@@ -795,9 +811,42 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// One and two nodes on one Redis: loops, round trips, the cross-node burst.
+    fn redis_section(&self, md: &mut String) {
+        let variants = [
+            ("manual", "(b) hand-written reload/save"),
+            ("autosave", "(c) `#[with_session]`"),
+            ("node", "Node: connect-redis + @socket.io/redis-adapter"),
+        ];
+        let rows = self.nodes_rows("redis", &variants);
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Several nodes on one Redis\n");
+        let _ = writeln!(md, "Each node is a server process; the load generator spreads its sockets over the nodes round-robin and sums their CPU. *Round trips* are the commands the nodes sent Redis per event, counted by `redis-cli MONITOR` in a short run of their own (10 sockets; a script counts once, the commands it runs don't). `(c)` is `autosave` for `incr` and `readonly` for `whoami`. The Rust servers use `session_runtime::redis` (records, leases, socketioxide-redis adapter); `(b)` takes no lock, as its users do today.\n");
+        // MONITOR's runs of their own.
+        self.nodes_loop_table(
+            md,
+            "redis",
+            &rows,
+            "Redis round trips/event",
+            |_, variant, nodes, event| {
+                self.group("loop", &format!("redis-rt/{variant}/{nodes}"), event)
+                    .and_then(|g| g.median("redis_round_trips_per_event"))
+            },
+        );
+        if let Some(touch) = self
+            .group("loop", "redis-rt/autosave+touch/1n", "whoami")
+            .and_then(|g| g.median("redis_round_trips_per_event"))
+        {
+            let _ = writeln!(md, "\nKeep-alive on (`--idle-secs 4`: each session touched about once a second, a lock, a reload and a save each time): `readonly` `whoami` costs {touch:.3} Redis round trips per event.");
+        }
+        let _ = writeln!(md, "\nCross-node burst: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks.\n");
+        self.nodes_burst_table(md, "redis", &variants, None);
+    }
+
     /// One and two nodes on one PostgreSQL: loops, statements per event, the cross-node burst.
     fn postgres_section(&self, md: &mut String) {
-        let cpu = "cpu.server_cpu_us_per_event";
         let variants = [
             ("manual", "(b) hand-written reload/save"),
             ("autosave", "(c) `#[with_session]`"),
@@ -806,61 +855,22 @@ impl<'a> Report<'a> {
                 "Node: connect-pg-simple + @socket.io/postgres-adapter",
             ),
         ];
-        let rows: Vec<_> = variants
-            .iter()
-            .flat_map(|v| ["1n", "2n"].map(move |n| (v, n)))
-            .flat_map(|(v, n)| ["incr", "whoami"].map(move |e| (v, n, e)))
-            .filter(|((variant, _), n, e)| {
-                self.group("loop", &format!("pg/{variant}/{n}"), e)
-                    .is_some()
-            })
-            .collect();
+        let rows = self.nodes_rows("pg", &variants);
         if rows.is_empty() {
             return;
         }
         let _ = writeln!(md, "\n## Several nodes on one PostgreSQL\n");
         let _ = writeln!(md, "The same load as on Redis, every node on one PostgreSQL server of the harness's own (`tests/harness/src/bin/postgres_server.rs`: Debian's PostgreSQL, `fsync=off`, on this machine, unpinned). *Round trips* are the statements PostgreSQL ran per event, from `pg_stat_statements`, counted in the same runs (each client sends one statement a round trip; a function's inner statements don't count). The Rust servers use `session_runtime::postgres` (tower-sessions-sqlx-store's records, leases in plpgsql functions, socketioxide-postgres); `(b)` takes no lock. Server CPU is the nodes' only, not PostgreSQL's.\n");
-        let _ = writeln!(md, "| server | nodes | event | events/s | p50 µs | p99 µs | server CPU µs/event | PostgreSQL round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-        for ((variant, name), nodes, event) in rows {
-            let Some(g) = self.group("loop", &format!("pg/{variant}/{nodes}"), event) else {
-                continue;
-            };
-            let _ = writeln!(
-                md,
-                "| {name} | {} | `{event}` | {} | {} | {} | {} | {} | {} | {} |",
-                nodes.trim_end_matches('n'),
-                fmt(g.median("events_per_s"), 0),
-                fmt(g.median("p50_us"), 0),
-                fmt(g.median("p99_us"), 0),
-                fmt(g.median(cpu), 2),
-                fmt(g.median("pg_round_trips_per_event"), 2),
-                fmt(g.median("lost_updates"), 0),
-                g.runs.len()
-            );
-        }
+        // Counted in the same runs.
+        self.nodes_loop_table(
+            md,
+            "pg",
+            &rows,
+            "PostgreSQL round trips/event",
+            |g, _, _, _| g.median("pg_round_trips_per_event"),
+        );
         let _ = writeln!(md, "\nCross-node burst on PostgreSQL: two sockets of one session, one on each node, each sending its `incr` events at once without waiting for acks. Round trips include the waits: a waiting node asks again.\n");
-        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | round trips/event | runs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        for (variant, name) in variants {
-            let Some(g) = self.group("burst", &format!("pg/{variant}/2n"), "incr") else {
-                continue;
-            };
-            let first = |k: &str| g.runs.first().and_then(|r| r[k].as_u64()).unwrap_or(0);
-            let _ = writeln!(
-                md,
-                "| {name} | {} × {} | {} | {} | {} | {} | {} | {} | {} |",
-                first("clients"),
-                first("burst"),
-                fmt(g.median("acked_ok"), 0),
-                fmt(g.median("applied"), 0),
-                fmt(g.median("lost_updates"), 0),
-                g.range("lost_updates")
-                    .map(|(a, b)| format!("{a:.0} to {b:.0}"))
-                    .unwrap_or("–".into()),
-                fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
-                fmt(g.median("pg_round_trips_per_event"), 2),
-                g.runs.len()
-            );
-        }
+        self.nodes_burst_table(md, "pg", &variants, Some("pg_round_trips_per_event"));
     }
 
     /// Two nodes reaching Redis through a relay that adds latency to every round trip.
