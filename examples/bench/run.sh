@@ -263,6 +263,15 @@ stop_nodes() {
     for pid in "${NODE_PIDS[@]}"; do SERVER_PID=$pid stop_server; done
     NODE_PIDS=()
 }
+# start_variant_nodes N VARIANT STORE: N nodes of the Node stack (VARIANT `node`, its database
+# from the environment) or of bench_server's VARIANT on STORE.
+start_variant_nodes() {
+    if [ "$2" = node ]; then
+        start_nodes "$1" node "$BENCH/node/server.js"
+    else
+        start_nodes "$1" "$SERVER" --variant "$2" --store "$3"
+    fi
+}
 # loadgen over every node: it takes comma-separated URLs and pids.
 nodes_loadgen() { URL=$URLS SERVER_PID=$PIDS loadgen "$@"; }
 
@@ -273,8 +282,6 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     REDIS_PID=$!
     for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-    # A 64-byte cookie key shared by the Rust nodes.
-    export SESSION_KEY=${SESSION_KEY:-$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
     stop_redis_nodes() {
         stop_nodes
@@ -285,11 +292,7 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
     # the cross-node burst.
     redis_rows() {
         local tag=$1 nodes=$2 variant=$3 event
-        if [ "$variant" = node ]; then
-            start_nodes "$nodes" node "$BENCH/node/server.js" || return 0
-        else
-            start_nodes "$nodes" "$SERVER" --variant "$variant" --store redis || return 0
-        fi
+        start_variant_nodes "$nodes" "$variant" redis || return 0
         for event in incr whoami; do
             nodes_loadgen "redis$tag/$variant/${nodes}n" --mode loop --event "$event" \
                 --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
@@ -365,16 +368,11 @@ if [ "$POSTGRES" = 1 ]; then
     done
     if [ -n "$DATABASE_URL" ]; then
         export DATABASE_URL
-        export SESSION_KEY=${SESSION_KEY:-$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')}
         # pg_rows NODES VARIANT: closed loops of `incr` and `whoami` (labels pg/...), the
         # statements per event counted in the same run, and, on two nodes, the cross-node burst.
         pg_rows() {
             local nodes=$1 variant=$2 event
-            if [ "$variant" = node ]; then
-                start_nodes "$nodes" node "$BENCH/node/server.js" || return 0
-            else
-                start_nodes "$nodes" "$SERVER" --variant "$variant" --store postgres || return 0
-            fi
+            start_variant_nodes "$nodes" "$variant" postgres || return 0
             for event in incr whoami; do
                 nodes_loadgen "pg/$variant/${nodes}n" --mode loop --event "$event" \
                     --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
