@@ -38,16 +38,14 @@
 use std::{
     env, fs,
     io::Read,
-    os::unix::{
-        fs::{chown, PermissionsExt},
-        process::CommandExt,
-    },
+    os::unix::{fs::chown, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
 };
+
+use tempfile::TempDir;
 
 use nix::{
     errno::Errno,
@@ -55,7 +53,7 @@ use nix::{
     unistd::{Gid, Pid, Uid, User},
 };
 
-use crate::{random_key, redis::free_port, required, Process, TIMEOUT};
+use crate::{redis::free_port, required, Process, TIMEOUT};
 
 /// The settings of every server, on its command line (`initdb` of PostgreSQL 15 takes none).
 /// `synchronous_commit` stays `on`: under `off`, a commit acknowledged a moment before a
@@ -93,7 +91,7 @@ impl PostgresServer {
     pub fn start() -> Option<Self> {
         let tools = tools_found("postgres")?;
         let owner = owner_found("postgres")?;
-        let dir = TempDir::new(owner);
+        let dir = temp_dir(owner);
         initdb(&tools, owner, dir.path());
         // The port is free when chosen but could be taken before the server binds it.
         let mut why = String::new();
@@ -615,37 +613,13 @@ fn run_within(command: &mut Command, timeout: Duration) -> Result<String, String
     }
 }
 
-/// The test's own directory for a cluster and its socket, owned by whoever runs the server,
-/// removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(owner: Option<(Uid, Gid)>) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = env::temp_dir().join(format!(
-            "session-harness-postgres-{}-{n}-{}",
-            std::process::id(),
-            &random_key()[..8]
-        ));
-        fs::create_dir(&dir).unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
-        let dir = Self(dir);
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
-            .unwrap_or_else(|err| panic!("chmod 700 {}: {err}", dir.path().display()));
-        if let Some((uid, gid)) = owner {
-            chown(dir.path(), Some(uid.as_raw()), Some(gid.as_raw()))
-                .unwrap_or_else(|err| panic!("chown postgres {}: {err}", dir.path().display()));
-        }
-        dir
+/// The test's own directory for a cluster and its socket (mode 700), owned by whoever runs
+/// the server, removed on drop.
+fn temp_dir(owner: Option<(Uid, Gid)>) -> TempDir {
+    let dir = crate::redis::temp_dir("postgres");
+    if let Some((uid, gid)) = owner {
+        chown(dir.path(), Some(uid.as_raw()), Some(gid.as_raw()))
+            .unwrap_or_else(|err| panic!("chown postgres {}: {err}", dir.path().display()));
     }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+    dir
 }

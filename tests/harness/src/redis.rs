@@ -26,6 +26,9 @@ pub struct RedisServer {
     /// The process, for signals and its log.
     pub process: Process,
     port: u16,
+    /// Its `--dir`: a replica keeps the RDB of its sync there (else in the test's working
+    /// directory, the repository). Last: removed once the process is gone.
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -36,10 +39,11 @@ impl RedisServer {
             return None;
         }
         // The port is free when chosen but could be taken before redis binds it: try again.
+        let dir = temp_dir("redis");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(process) = launch(port, &[]) {
-                return Some(Self { process, port });
+            if let Some(process) = launch(port, &["--dir", dir_arg(&dir)]) {
+                return Some(Self { process, port, dir });
             }
         }
         panic!("redis-server did not start on any of 5 free ports");
@@ -48,10 +52,18 @@ impl RedisServer {
     /// Starts a replica of `master` on a free port and waits until it is in sync.
     pub fn start_replica_of(master: &RedisServer) -> Self {
         let master_port = master.port.to_string();
+        let dir = temp_dir("redis-replica");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(process) = launch(port, &["--replicaof", "127.0.0.1", &master_port]) {
-                let replica = Self { process, port };
+            let args = [
+                "--dir",
+                dir_arg(&dir),
+                "--replicaof",
+                "127.0.0.1",
+                &master_port,
+            ];
+            if let Some(process) = launch(port, &args) {
+                let replica = Self { process, port, dir };
                 let deadline = std::time::Instant::now() + TIMEOUT;
                 while !replica
                     .cli(&["INFO", "replication"])
@@ -87,7 +99,8 @@ impl RedisServer {
     /// Stops it and starts a new, empty one on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.process = launch(self.port, &[]).expect("redis-server restarts on its port");
+        self.process = launch(self.port, &["--dir", dir_arg(&self.dir)])
+            .expect("redis-server restarts on its port");
     }
 
     /// Runs `redis-cli` with `args` against it and returns its output, trimmed.
@@ -152,6 +165,22 @@ pub(crate) fn launch(port: u16, extra: &[&str]) -> Option<Process> {
         })
         .ok()
         .map(|()| process)
+}
+
+/// A directory of the test's own (`session-harness-<what>-…` in the system's temporary
+/// directory, mode 700), removed on drop.
+pub(crate) fn temp_dir(what: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!("session-harness-{what}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap_or_else(|err| panic!("creating a temporary directory for {what}: {err}"))
+}
+
+/// `dir` as a command-line argument.
+pub(crate) fn dir_arg(dir: &tempfile::TempDir) -> &str {
+    dir.path().to_str().expect("a UTF-8 temporary directory")
 }
 
 pub(crate) fn free_port() -> u16 {

@@ -28,15 +28,14 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
-    sync::atomic::{AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use crate::{
-    redis::{cli, free_port, launch, tools_found, try_cli},
+    redis::{cli, dir_arg, free_port, launch, temp_dir, tools_found, try_cli},
     Process, TIMEOUT,
 };
 
@@ -46,30 +45,6 @@ pub const SERVICE_NAME: &str = "session-master";
 /// How long the setups take to notice a dead master (`cluster-node-timeout`,
 /// `down-after-milliseconds`).
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// A directory of the test's own for config files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("session-harness-{what}-{}-{n}", std::process::id()));
-        fs::create_dir_all(&dir).expect("creating a temporary directory");
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Polls `check` every 50 ms until it gives `Some`, for at most `timeout`.
 fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
@@ -104,7 +79,7 @@ impl RedisNode {
 pub struct RedisCluster {
     nodes: Vec<RedisNode>,
     // Last: the nodes are killed before their config files go.
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
@@ -114,7 +89,7 @@ impl RedisCluster {
         if !tools_found("redis-cluster") {
             return None;
         }
-        let dir = TempDir::new("cluster");
+        let dir = temp_dir("cluster");
         let nodes: Vec<RedisNode> = (0..6).map(|_| start_cluster_node(dir.path())).collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -279,7 +254,7 @@ fn start_cluster_node(dir: &Path) -> RedisNode {
 pub struct RedisSentinel {
     servers: Vec<RedisNode>,
     sentinels: Vec<RedisNode>,
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl RedisSentinel {
@@ -289,8 +264,8 @@ impl RedisSentinel {
         if !tools_found("redis-sentinel") {
             return None;
         }
-        let dir = TempDir::new("sentinel");
-        let dir_arg = dir.path().to_str().expect("a UTF-8 temporary directory");
+        let dir = temp_dir("sentinel");
+        let dir_arg = dir_arg(&dir);
         // A replica keeps the RDB of its sync in its `--dir`: the temporary one.
         let master = start_server(&["--dir", dir_arg]);
         let replica_of = master.port.to_string();
