@@ -139,6 +139,16 @@ fn is_quiet(run: &Value) -> bool {
 /// A server variant's label part and its name in the tables.
 type Variant = (&'static str, &'static str);
 
+/// The servers of a several-nodes section: ours, hand-written and with the attribute, and the
+/// Node stack on that database (`node`).
+fn nodes_variants(node: &'static str) -> [Variant; 3] {
+    [
+        ("manual", "(b) hand-written reload/save"),
+        ("autosave", "(c) `#[with_session]`"),
+        ("node", node),
+    ]
+}
+
 struct Report<'a> {
     /// The first run's conditions, in the header.
     meta: Option<&'a Value>,
@@ -813,11 +823,7 @@ impl<'a> Report<'a> {
 
     /// One and two nodes on one Redis: loops, round trips, the cross-node burst.
     fn redis_section(&self, md: &mut String) {
-        let variants = [
-            ("manual", "(b) hand-written reload/save"),
-            ("autosave", "(c) `#[with_session]`"),
-            ("node", "Node: connect-redis + @socket.io/redis-adapter"),
-        ];
+        let variants = nodes_variants("Node: connect-redis + @socket.io/redis-adapter");
         let rows = self.nodes_rows("redis", &variants);
         if rows.is_empty() {
             return;
@@ -847,14 +853,7 @@ impl<'a> Report<'a> {
 
     /// One and two nodes on one PostgreSQL: loops, statements per event, the cross-node burst.
     fn postgres_section(&self, md: &mut String) {
-        let variants = [
-            ("manual", "(b) hand-written reload/save"),
-            ("autosave", "(c) `#[with_session]`"),
-            (
-                "node",
-                "Node: connect-pg-simple + @socket.io/postgres-adapter",
-            ),
-        ];
+        let variants = nodes_variants("Node: connect-pg-simple + @socket.io/postgres-adapter");
         let rows = self.nodes_rows("pg", &variants);
         if rows.is_empty() {
             return;
