@@ -56,9 +56,8 @@ on_both!(
 
 /// Two nodes on `db` with leases of `lease`.
 fn two_nodes(db: &Backend, lease: Duration) -> [DemoNode; 2] {
-    let env = db.env();
     let lease = lease.as_millis().to_string();
-    DemoNode::start_many::<2>(&Backend::env_with(&env, &[("SESSION_LEASE_MS", &lease)]))
+    db.nodes(&[("SESSION_LEASE_MS", &lease)])
 }
 
 /// Sends `n` `incr` at once; each ack arrives on its own task (`Err` if the socket died first).
@@ -274,8 +273,7 @@ async fn database_away(kind: Kind) {
     let Some(mut db) = Backend::start(kind) else {
         return;
     };
-    let env = db.env();
-    let [a, b] = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
+    let [a, b] = db.nodes(&[]);
     let alice = a.login("alice").await;
     let socket = b.raw_socket_of(&alice).await;
     let http = Http::with_cookie(a.url(), &alice.cookie());

@@ -16,8 +16,7 @@ use session_harness::{
 /// Two nodes on a fresh database, or `None` (SKIPPED) without its server.
 fn two_nodes(kind: Kind) -> Option<(Backend, [DemoNode; 2])> {
     let backend = Backend::start(kind)?;
-    let env = backend.env();
-    let nodes = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
+    let nodes = backend.nodes(&[]);
     Some((backend, nodes))
 }
 

@@ -2,16 +2,15 @@
 //! cross-node suites that must hold on both (`tests/nodes.rs`, `tests/node_faults.rs`).
 //!
 //! ```no_run
-//! use session_harness::{backend::{Backend, Kind}, DemoNode};
+//! use session_harness::backend::{Backend, Kind};
 //!
 //! let Some(backend) = Backend::start(Kind::Postgres) else { return }; // SKIPPED without it
-//! let env = backend.env();
-//! let [a, b] = DemoNode::start_many::<2>(&Backend::env_with(&env, &[]));
+//! let [a, b] = backend.nodes::<2>(&[]);
 //! backend.pause(); // SIGSTOP: connections stay open, nothing answers
 //! backend.resume();
 //! ```
 
-use crate::{PostgresServer, RedisServer};
+use crate::{DemoNode, PostgresServer, RedisServer};
 
 /// Which database (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,24 +46,16 @@ impl Backend {
         }
     }
 
-    /// The demo's environment for it: `REDIS_URL` or `DATABASE_URL`.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Redis(redis) => vec![("REDIS_URL", redis.url())],
-            Self::Postgres(pg) => vec![("DATABASE_URL", pg.url())],
-        }
-    }
-
-    /// [`Backend::env`] and `more`, as [`DemoNode::start_many`](crate::DemoNode::start_many)
-    /// takes them.
-    pub fn env_with<'a>(
-        env: &'a [(&'static str, String)],
-        more: &'a [(&'static str, &'a str)],
-    ) -> Vec<(&'a str, &'a str)> {
-        env.iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .chain(more.iter().copied())
-            .collect()
+    /// `N` demo nodes on it (its URL in their `REDIS_URL` or `DATABASE_URL`), with `more` in
+    /// their environment too; one shared `SESSION_KEY`, as [`DemoNode::start_many`] gives.
+    pub fn nodes<const N: usize>(&self, more: &[(&str, &str)]) -> [DemoNode; N] {
+        let (var, url) = match self {
+            Self::Redis(redis) => ("REDIS_URL", redis.url()),
+            Self::Postgres(pg) => ("DATABASE_URL", pg.url()),
+        };
+        let mut env = vec![(var, url.as_str())];
+        env.extend_from_slice(more);
+        DemoNode::start_many(&env)
     }
 
     /// Whether some node holds a session's lease now (a lease row or key that has not
