@@ -234,3 +234,106 @@ async fn cluster_master_killed_mid_burst_errors_then_recovers_with_every_subscri
     };
     master_killed_mid_burst(Ha::Cluster(cluster)).await;
 }
+
+/// What a user of the app needs back after a failover, checked from `from` to `to`: a login
+/// on `from`, an `incr` on a socket of that session on `to`, and the logout on `from` pushed
+/// to that socket within 1 s. `Err` says which step failed (each is bounded, so a node that
+/// hangs fails the probe instead of the test).
+async fn serves_across(from: &DemoNode, to: &DemoNode, name: &str) -> Result<(), String> {
+    let step = Duration::from_secs(2);
+    let http = Http::with_timeout(from.url(), step);
+    let body = Some(serde_json::json!({ "user": name }).to_string());
+    match http.try_raw("POST", "/login", body).await {
+        Ok((200, _)) => {}
+        Ok((status, body)) => return Err(format!("login {status}: {body}")),
+        Err(err) => return Err(format!("login: {err}")),
+    }
+    let socket = tokio::time::timeout(
+        step,
+        session_harness::RawSocket::connect(&to.url(), "/", Some(&http.cookie_header())),
+    )
+    .await
+    .map_err(|_| "socket: no CONNECT".to_owned())?
+    .map_err(|err| format!("socket: {err:?}"))?;
+    let ack = tokio::time::timeout(step, socket.ack("incr", vec![]))
+        .await
+        .map_err(|_| "incr: no ack".to_owned())?;
+    if !ack.is_i64() {
+        return Err(format!("incr: {ack}"));
+    }
+    match http.try_raw("POST", "/logout", None).await {
+        Ok((200, _)) => {}
+        Ok((status, body)) => return Err(format!("logout {status}: {body}")),
+        Err(err) => return Err(format!("logout: {err}")),
+    }
+    match socket
+        .next_event_within(session_runtime::GONE_EVENT, Duration::from_secs(1))
+        .await
+    {
+        Some(_) => Ok(()),
+        None => Err("logout not pushed within 1 s".into()),
+    }
+}
+
+/// Polls [`serves_across`] both ways until it holds; how long after `promoted` it did.
+async fn until_serving(a: &DemoNode, b: &DemoNode, promoted: Instant, round: usize) -> Duration {
+    loop {
+        let ab = serves_across(a, b, &format!("carol{round}")).await;
+        let ba = serves_across(b, a, &format!("dave{round}")).await;
+        match (ab, ba) {
+            (Ok(()), Ok(())) => return promoted.elapsed(),
+            (Err(err), _) | (_, Err(err)) => assert!(
+                promoted.elapsed() < RECOVERY * 4,
+                "not serving {:?} after the promotion: {err}",
+                RECOVERY * 4
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 27: each master of a Cluster killed in turn (the first the one serving the
+/// adapter's broadcast channel, every one of them a seed of `REDIS_URL`, which names only
+/// the three masters as a user would): after each promotion both nodes serve logins, socket
+/// events and the cross-node push again within [`RECOVERY`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_every_master_killed_in_turn_serves_again_within_5s_of_each_promotion() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let seeds = cluster.masters();
+    assert_eq!(seeds.len(), 3, "{}", cluster.nodes_view());
+    let url = cluster.url_with_seeds(&seeds);
+    let [a, b] = DemoNode::start_many::<2>(&[("REDIS_URL", &url), ("SESSION_LEASE_MS", "1000")]);
+    until_serving(&a, &b, Instant::now(), 0).await;
+
+    let first = cluster.master_of(BROADCAST_CHANNEL);
+    let order: Vec<u16> = std::iter::once(first)
+        .chain(seeds.iter().copied().filter(|&port| port != first))
+        .collect();
+    let mut times = Vec::new();
+    for (round, master) in order.into_iter().enumerate() {
+        // A key of the killed master's, to wait for its slot's new owner.
+        let key = (0..)
+            .map(|n| format!("probe{n}"))
+            .find(|key| cluster.master_of(key) == master)
+            .expect("some key hashes to each master");
+        cluster.kill(master);
+        let killed = Instant::now();
+        let promoted_port = tokio::task::block_in_place(|| cluster.wait_promoted(&key));
+        let promoted = Instant::now();
+        let recovery = until_serving(&a, &b, promoted, round + 1).await;
+        eprintln!(
+            "killed 127.0.0.1:{master} (round {round}); 127.0.0.1:{promoted_port} promoted \
+             {:?} after the kill; both nodes serving {recovery:?} after the promotion",
+            promoted - killed
+        );
+        times.push((master, recovery));
+    }
+    for (master, recovery) in times {
+        assert!(
+            recovery <= RECOVERY,
+            "after 127.0.0.1:{master} was killed, serving again took {recovery:?}"
+        );
+    }
+}

@@ -180,7 +180,7 @@ use fred::{
     clients::{Client, Pool, SubscriberClient},
     interfaces::ClientLike,
     prelude::{Builder, Config, ReconnectPolicy},
-    types::RespVersion,
+    types::{config::ClusterDiscoveryPolicy, RespVersion},
 };
 use socketioxide_redis::{drivers::fred::FredDriver, RedisAdapterCtr};
 use tower_sessions::session::Id;
@@ -495,6 +495,16 @@ impl RedisSessions {
 fn builder(url: &str) -> Result<Builder, fred::error::Error> {
     let mut config = Config::from_url(url)?;
     config.version = RespVersion::RESP3;
+    if config.server.is_clustered() {
+        // fred's default asks only the URL's seed nodes for the cluster's layout once its
+        // connection for that question dies: after every seed master has failed over, no
+        // node it asks is left and no command is served again (issue 27, reproduced by the
+        // failover test that kills each master in turn). Asking the nodes of the last layout
+        // as well finds the promoted replicas.
+        config
+            .server
+            .set_cluster_discovery_policy(ClusterDiscoveryPolicy::UseCache)?;
+    }
     let mut builder = Builder::from_config(config);
     builder
         .set_policy(ReconnectPolicy::new_constant(0, 100))

@@ -113,6 +113,25 @@ impl Http {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// [`Http::raw`] that returns the transport's error (a timeout, a refused connection)
+    /// instead of panicking: for probes that poll a node until it serves again.
+    pub async fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
     /// `GET path` carrying `cookie` as its `Cookie` header instead of the jar's, on this
     /// client's connections: for floods, where building a client per request (each loads the
     /// TLS roots) would cost the load generator more than the server.

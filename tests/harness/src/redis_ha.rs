@@ -115,6 +115,33 @@ impl RedisCluster {
         format!("redis-cluster://127.0.0.1:{first}?{}", rest.join("&"))
     }
 
+    /// [`RedisCluster::url`] naming only the nodes on `seeds` (fred's seed list, as a user
+    /// would write it: a few of the nodes, perhaps all masters).
+    pub fn url_with_seeds(&self, seeds: &[u16]) -> String {
+        let (first, rest) = seeds.split_first().expect("at least one seed");
+        let rest: Vec<String> = rest
+            .iter()
+            .map(|port| format!("node=127.0.0.1:{port}"))
+            .collect();
+        format!("redis-cluster://127.0.0.1:{first}?{}", rest.join("&"))
+    }
+
+    /// The ports of the live masters that serve slots, lowest first.
+    pub fn masters(&self) -> Vec<u16> {
+        let mut masters: Vec<u16> = self
+            .nodes_view()
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = fields.get(2)?;
+                (flags.contains("master") && !flags.contains("fail") && fields.len() > 8)
+                    .then(|| port_in(fields[1]))?
+            })
+            .collect();
+        masters.sort_unstable();
+        masters
+    }
+
     /// The nodes, masters and replicas, as started.
     pub fn nodes(&self) -> &[RedisNode] {
         &self.nodes
