@@ -122,7 +122,8 @@
 //! last knew, so the seed list never has to be current. Measured by the repository's test
 //! that kills each of the three masters in turn (the seeds, the first one serving the
 //! adapter's broadcast channel): logins, socket events and the cross-node push served again
-//! 0.20–0.28 s after each promotion (3 runs, 9 kills); before that fix, nothing was served after the third.
+//! 0.20–0.28 s after each promotion (3 runs, 9 kills); before that fix, nothing was served
+//! after the third.
 //!
 //! The promotion itself takes what the Redis is configured for (`down-after-milliseconds` and
 //! the election for Sentinel, `cluster-node-timeout` for a Cluster: with its default 15 s, 22 s
