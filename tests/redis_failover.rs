@@ -243,11 +243,7 @@ async fn serves_across(from: &DemoNode, to: &DemoNode, name: &str) -> Result<(),
     let step = Duration::from_secs(2);
     let http = Http::with_timeout(from.url(), step);
     let body = Some(serde_json::json!({ "user": name }).to_string());
-    match http.try_raw("POST", "/login", body).await {
-        Ok((200, _)) => {}
-        Ok((status, body)) => return Err(format!("login {status}: {body}")),
-        Err(err) => return Err(format!("login: {err}")),
-    }
+    answered_ok("login", http.try_raw("POST", "/login", body).await)?;
     let socket = tokio::time::timeout(
         step,
         session_harness::RawSocket::connect(&to.url(), "/", Some(&http.cookie_header())),
@@ -261,17 +257,25 @@ async fn serves_across(from: &DemoNode, to: &DemoNode, name: &str) -> Result<(),
     if !ack.is_i64() {
         return Err(format!("incr: {ack}"));
     }
-    match http.try_raw("POST", "/logout", None).await {
-        Ok((200, _)) => {}
-        Ok((status, body)) => return Err(format!("logout {status}: {body}")),
-        Err(err) => return Err(format!("logout: {err}")),
-    }
+    answered_ok("logout", http.try_raw("POST", "/logout", None).await)?;
     match socket
         .next_event_within(session_runtime::GONE_EVENT, Duration::from_secs(1))
         .await
     {
         Some(_) => Ok(()),
         None => Err("logout not pushed within 1 s".into()),
+    }
+}
+
+/// `Ok` for a 200, else what `step` got.
+fn answered_ok(
+    step: &str,
+    answer: Result<(u16, serde_json::Value), impl std::fmt::Display>,
+) -> Result<(), String> {
+    match answer {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(format!("{step} {status}: {body}")),
+        Err(err) => Err(format!("{step}: {err}")),
     }
 }
 

@@ -102,15 +102,9 @@ impl Http {
     /// Sends `method path` with `body` as raw `application/json` text (valid JSON or not) and
     /// returns the status and the body, parsed as JSON (`null` if it is not).
     pub async fn raw(&self, method: &str, path: &str, body: Option<String>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body);
-        }
-        let resp = req.send().await.expect("HTTP request failed");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("HTTP response body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.try_raw(method, path, body)
+            .await
+            .expect("HTTP request failed")
     }
 
     /// [`Http::raw`] that returns the transport's error (a timeout, a refused connection)

@@ -109,10 +109,8 @@ impl RedisCluster {
 
     /// `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=...`: every node, fred's form.
     pub fn url(&self) -> String {
-        let mut ports = self.nodes.iter().map(|node| node.port);
-        let first = ports.next().expect("six nodes");
-        let rest: Vec<String> = ports.map(|port| format!("node=127.0.0.1:{port}")).collect();
-        format!("redis-cluster://127.0.0.1:{first}?{}", rest.join("&"))
+        let ports: Vec<u16> = self.nodes.iter().map(|node| node.port).collect();
+        self.url_with_seeds(&ports)
     }
 
     /// [`RedisCluster::url`] naming only the nodes on `seeds` (fred's seed list, as a user
@@ -132,10 +130,8 @@ impl RedisCluster {
             .nodes_view()
             .lines()
             .filter_map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let flags = fields.get(2)?;
-                (flags.contains("master") && !flags.contains("fail") && fields.len() > 8)
-                    .then(|| port_in(fields[1]))?
+                let (port, slots) = serving_master(line)?;
+                (!slots.is_empty()).then_some(port)
             })
             .collect();
         masters.sort_unstable();
@@ -209,12 +205,8 @@ impl RedisCluster {
     /// The port of the master that a live node says serves `slot`, if it is not failed.
     fn owner(&self, slot: u16) -> Option<u16> {
         self.nodes_view().lines().find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            if !flags.contains("master") || flags.contains("fail") {
-                return None;
-            }
-            let serves = fields.iter().skip(8).any(|range| {
+            let (port, slots) = serving_master(line)?;
+            let serves = slots.iter().any(|range| {
                 let mut ends = range.split('-').map(|n| n.parse::<u16>());
                 match (ends.next(), ends.next()) {
                     (Some(Ok(from)), Some(Ok(to))) => (from..=to).contains(&slot),
@@ -222,7 +214,7 @@ impl RedisCluster {
                     _ => false,
                 }
             });
-            serves.then(|| port_in(fields[1]))?
+            serves.then_some(port)
         })
     }
 
@@ -238,6 +230,20 @@ impl RedisCluster {
         })
         .unwrap_or_else(|| panic!("the cluster did not come up:\n{}", self.nodes_view()));
     }
+}
+
+/// A `CLUSTER NODES` line of a master not marked failed: its port and its slot ranges
+/// (`0-5460`, `5461`, ...).
+fn serving_master(line: &str) -> Option<(u16, Vec<&str>)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let flags = fields.get(2)?;
+    if !flags.contains("master") || flags.contains("fail") {
+        return None;
+    }
+    Some((
+        port_in(fields[1])?,
+        fields.iter().skip(8).copied().collect(),
+    ))
 }
 
 /// `127.0.0.1:PORT@BUS` (or `127.0.0.1:PORT@BUS,hostname`) → PORT
