@@ -100,6 +100,19 @@ pub enum SessionError {
     /// The handler panicked; nothing was written.
     #[error("the handler panicked; nothing was saved")]
     Panicked,
+
+    /// A user API was called on a [`SocketSessions`](crate::SocketSessions) built without
+    /// [`with_users`](crate::SocketSessions::with_users).
+    #[error("users are not set up: call `SocketSessions::with_users`")]
+    NoUsers,
+
+    /// The socket.io adapter could not reach every node (counting a user's sockets).
+    #[error("could not reach every node")]
+    Adapter {
+        /// What the adapter said.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
 }
 
 impl SessionError {
@@ -141,6 +154,8 @@ impl SessionError {
                 | Self::HandlerTimedOut
                 | Self::Lock { .. }
                 | Self::LeaseLost
+                | Self::NoUsers
+                | Self::Adapter { .. }
         )
     }
 }

@@ -39,7 +39,10 @@ use tower_sessions::{
     session_store, SessionStore,
 };
 
-use crate::{OnGone, SessionError, GONE_EVENT};
+use crate::{
+    users::{Change, Tracking, UserKey, Users},
+    OnGone, SessionError, GONE_EVENT,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,6 +66,8 @@ pub(crate) const LOGGED_OUT: &str = "logged out";
 pub(crate) const ROTATED: &str = "rotated";
 /// The reason pushed when the record's expiry passed.
 pub(crate) const EXPIRED: &str = "expired";
+/// The reason pushed when every session of a user was ended at once.
+pub(crate) const LOGGED_OUT_EVERYWHERE: &str = "logged out everywhere";
 
 /// The key of the hash that names session rooms. Every node of a cluster must use the same.
 #[derive(Clone)]
@@ -94,15 +99,28 @@ impl RoomKey {
 
     /// `session:<32 hex digits>`: 128 bits of HMAC-SHA256 of the id under this key.
     pub(crate) fn room(&self, id: Id) -> String {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(&id.0.to_le_bytes());
-        let digest = mac.finalize().into_bytes();
         let mut room = String::with_capacity(ROOM_PREFIX.len() + 32);
         room.push_str(ROOM_PREFIX);
-        for byte in &digest[..16] {
-            write!(room, "{byte:02x}").expect("writing to a String never fails");
-        }
+        self.write_hex(&mut room, &[&id.0.to_le_bytes()]);
         room
+    }
+
+    /// 128 bits of HMAC-SHA256 of `parts`, one after the other, in 32 hex digits.
+    pub(crate) fn hex(&self, parts: &[&[u8]]) -> String {
+        let mut hex = String::with_capacity(32);
+        self.write_hex(&mut hex, parts);
+        hex
+    }
+
+    fn write_hex(&self, out: &mut String, parts: &[&[u8]]) {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        let digest = mac.finalize().into_bytes();
+        for byte in &digest[..16] {
+            write!(out, "{byte:02x}").expect("writing to a String never fails");
+        }
     }
 }
 
@@ -123,14 +141,29 @@ trait PushTarget: Send + Sync + 'static {
 
     /// Whether a socket of this node is in `room`, in any namespace.
     fn has_local(&self, room: &str) -> bool;
+
+    /// The sockets of session room `room`, on every node, leave room `leave` and join room
+    /// `join`.
+    fn move_rooms<'a>(
+        &'a self,
+        room: String,
+        leave: Option<String>,
+        join: Option<String>,
+    ) -> BoxFuture<'a, ()>;
+
+    /// How many sockets are in `room`, on every node, in every namespace.
+    fn count<'a>(&'a self, room: String) -> BoxFuture<'a, Result<usize, String>>;
 }
 
 /// What to tell the sockets of a room, and what becomes of them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Push {
     event: &'static str,
     reason: &'static str,
     disconnect: bool,
+    /// The room of the session's user, which its sockets leave too (`None`: no user known;
+    /// on this node the sockets leave every user room they are in).
+    user_room: Option<String>,
 }
 
 impl<A: Adapter> PushTarget for SocketIo<A> {
@@ -154,14 +187,16 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
                 // The emit consumed the namespace's operators.
                 let Some(op) = self.of(&ns) else { continue };
                 // The room stands for a session that no longer exists: its sockets leave it,
-                // so nothing later sent to it reaches them.
+                // and their user's, so nothing later sent to either reaches them.
                 let after = if push.disconnect {
                     select(op).disconnect().await.map_err(|err| err.to_string())
                 } else {
-                    select(op)
-                        .leave(room.clone())
-                        .await
-                        .map_err(|err| err.to_string())
+                    if reach == Reach::ThisNode && push.user_room.is_none() {
+                        leave_user_rooms(op.clone().local().to(room.clone()).sockets());
+                    }
+                    let mut rooms = vec![room.clone()];
+                    rooms.extend(push.user_room.clone());
+                    select(op).leave(rooms).await.map_err(|err| err.to_string())
                 };
                 if let Err(err) = after {
                     tracing::warn!(%ns, %err, "could not take a session's sockets out of its room");
@@ -174,6 +209,57 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
         self.nsps()
             .into_iter()
             .any(|op| !op.local().to(room.to_owned()).sockets().is_empty())
+    }
+
+    fn move_rooms<'a>(
+        &'a self,
+        room: String,
+        leave: Option<String>,
+        join: Option<String>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for op in self.nsps() {
+                let ns = op.ns_path().to_owned();
+                let moved = async {
+                    if let Some(leave) = &leave {
+                        op.clone().to(room.clone()).leave(leave.clone()).await?;
+                    }
+                    if let Some(join) = &join {
+                        op.clone().to(room.clone()).join(join.clone()).await?;
+                    }
+                    Ok::<_, A::Error>(())
+                };
+                if let Err(err) = moved.await {
+                    tracing::warn!(%ns, %err, "could not move a session's sockets to their new user's room");
+                }
+            }
+        })
+    }
+
+    fn count<'a>(&'a self, room: String) -> BoxFuture<'a, Result<usize, String>> {
+        Box::pin(async move {
+            let mut sockets = 0;
+            for op in self.nsps() {
+                let found = op.to(room.clone()).fetch_sockets().await;
+                sockets += found.map_err(|err| err.to_string())?.len();
+            }
+            Ok(sockets)
+        })
+    }
+}
+
+/// This node's `sockets` leave every user room they are in (their session ended, and which
+/// user it had is not known here).
+fn leave_user_rooms<A: Adapter>(sockets: Vec<socketioxide::extract::SocketRef<A>>) {
+    for socket in sockets {
+        let rooms: Vec<_> = socket
+            .rooms()
+            .into_iter()
+            .filter(|room| UserKey::is_user_room(room))
+            .collect();
+        if !rooms.is_empty() {
+            socket.leave(rooms);
+        }
     }
 }
 
@@ -189,6 +275,8 @@ pub(crate) struct Lifecycle {
     expiries: OnceLock<mpsc::UnboundedSender<Timer>>,
     /// Sessions whose expiry a socket event is extending now: one touch at a time.
     touching: Mutex<HashSet<Id>>,
+    /// Who each session's user is, and the index of their sessions, if the app said.
+    users: Option<Arc<Tracking>>,
     /// Set once the missing-wiring error has been logged.
     warned: std::sync::atomic::AtomicBool,
 }
@@ -203,8 +291,19 @@ impl fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(key: RoomKey, on_gone: OnGone, store: Arc<dyn SessionStore>) -> Self {
+    pub(crate) fn new(
+        key: RoomKey,
+        on_gone: OnGone,
+        store: Arc<dyn SessionStore>,
+        users: Option<Users>,
+    ) -> Self {
         Self {
+            users: users.map(|users| {
+                Arc::new(Tracking {
+                    users,
+                    key: key.clone(),
+                })
+            }),
             key,
             on_gone,
             target: OnceLock::new(),
@@ -212,6 +311,42 @@ impl Lifecycle {
             expiries: OnceLock::new(),
             touching: Mutex::default(),
             warned: Default::default(),
+        }
+    }
+
+    /// `user` as rooms and the index know it.
+    pub(crate) fn user_key(&self, user: &str) -> UserKey {
+        UserKey::of(&self.key, user)
+    }
+
+    /// Who sessions' users are, if the app said (`SocketSessions::with_users`).
+    pub(crate) fn users(&self) -> Option<&Arc<Tracking>> {
+        self.users.as_ref()
+    }
+
+    /// How many sockets are in `room` on every node; `None` without a server to ask.
+    pub(crate) async fn count(&self, room: String) -> Option<Result<usize, String>> {
+        let target = self.target.get()?;
+        Some(
+            tokio::time::timeout(PUSH_LIMIT, target.count(room))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {PUSH_LIMIT:?}"))),
+        )
+    }
+
+    /// Session `id`'s user changed (`change`): its sockets, on every node, leave the old
+    /// user's room and join the new one's.
+    pub(crate) async fn user_moved(&self, id: Id, change: &Change) {
+        let Some(target) = self.target.get() else {
+            return;
+        };
+        let moved = target.move_rooms(
+            self.room(id),
+            change.old.as_ref().map(UserKey::room),
+            change.new.as_ref().map(UserKey::room),
+        );
+        if tokio::time::timeout(PUSH_LIMIT, moved).await.is_err() {
+            tracing::warn!("moving a session's sockets to their new user's room took over {PUSH_LIMIT:?}; gave up");
         }
     }
 
@@ -247,40 +382,44 @@ impl Lifecycle {
         }
     }
 
-    fn push_of(&self, reason: &'static str) -> Push {
+    fn push_of(&self, reason: &'static str, user: Option<&UserKey>) -> Push {
+        let user_room = user.map(UserKey::room);
         match self.on_gone {
             OnGone::KeepAnonymous => Push {
                 event: GONE_EVENT,
                 reason,
                 disconnect: false,
+                user_room,
             },
             OnGone::Disconnect { event } => Push {
                 event,
                 reason,
                 disconnect: true,
+                user_room,
             },
         }
     }
 
-    /// Session `id` has ended (`reason`): tell its sockets on every node, then apply the
-    /// policy. Bounded: a hung adapter does not hold the caller.
-    pub(crate) async fn ended(&self, id: Id, reason: &'static str) {
+    /// Session `id` of `user` has ended (`reason`): tell its sockets on every node, then
+    /// apply the policy (they leave the session's room and the user's, or are disconnected).
+    /// Bounded: a hung adapter does not hold the caller.
+    pub(crate) async fn ended(&self, id: Id, reason: &'static str, user: Option<&UserKey>) {
         self.forget(id);
-        self.push(id, reason, Reach::AllNodes).await;
+        self.push(id, reason, Reach::AllNodes, user).await;
     }
 
-    async fn push(&self, id: Id, reason: &'static str, reach: Reach) {
+    async fn push(&self, id: Id, reason: &'static str, reach: Reach, user: Option<&UserKey>) {
         let Some(target) = self.target.get() else {
             self.check_wiring(true);
             return;
         };
-        let push = self.push_of(reason);
+        let push = self.push_of(reason, user);
+        let event = push.event;
         match tokio::time::timeout(PUSH_LIMIT, target.push(self.room(id), push, reach)).await {
-            Ok(()) => tracing::debug!(reason, "pushed `{}` to the session's sockets", push.event),
+            Ok(()) => tracing::debug!(reason, "pushed `{event}` to the session's sockets"),
             Err(_) => tracing::warn!(
                 reason,
-                "pushing `{}` took over {PUSH_LIMIT:?}; gave up",
-                push.event
+                "pushing `{event}` took over {PUSH_LIMIT:?}; gave up"
             ),
         }
     }
@@ -507,7 +646,7 @@ impl Expiries {
                 let room = lifecycle.room(id);
                 let target = lifecycle.target.get();
                 if target.is_some_and(|t| t.has_local(&room)) {
-                    lifecycle.push(id, EXPIRED, Reach::ThisNode).await;
+                    lifecycle.push(id, EXPIRED, Reach::ThisNode, None).await;
                 }
             }
             let _ = tx.send(Timer::Checked(id, at));
@@ -524,9 +663,14 @@ tokio::task_local! {
 /// The deletes and creates of one request, and whether a write of it failed.
 #[derive(Default, Debug)]
 pub(crate) struct RequestEnds {
-    deleted: Vec<Id>,
+    /// Each session deleted, with its user (if any).
+    deleted: Vec<(Id, Option<UserKey>)>,
     created: bool,
     failed: bool,
+    /// The user of each record as the request loaded or last wrote it (with users on).
+    users: HashMap<Id, Option<UserKey>>,
+    /// Sessions whose user the request changed: their sockets move rooms after it.
+    moves: Vec<(Id, Change)>,
 }
 
 /// Whether a write of the request's session failed (the session layer then answers a bare
@@ -544,14 +688,23 @@ pub(crate) async fn in_request_scope<F: Future>(
     REQUEST.scope(ends, request).await
 }
 
-/// Pushes what the request ended: every id it deleted, `rotated` if it also created a record.
+/// Pushes what the request ended: every id it deleted, `rotated` if it also created a record;
+/// then moves the sockets of sessions whose user it changed.
 pub(crate) async fn push_request_ends(lifecycle: &Lifecycle, ends: &Mutex<RequestEnds>) {
     let RequestEnds {
-        deleted, created, ..
+        deleted,
+        created,
+        moves,
+        ..
     } = std::mem::take(&mut *ends.lock().unwrap_or_else(PoisonError::into_inner));
     let reason = if created { ROTATED } else { LOGGED_OUT };
-    for id in deleted {
-        lifecycle.ended(id, reason).await;
+    for (id, user) in &deleted {
+        lifecycle.ended(*id, reason, user.as_ref()).await;
+    }
+    for (id, change) in moves {
+        if !deleted.iter().any(|(gone, _)| *gone == id) {
+            lifecycle.user_moved(id, &change).await;
+        }
     }
 }
 
@@ -600,6 +753,68 @@ fn in_request(f: impl FnOnce(&mut RequestEnds)) -> bool {
 }
 
 impl WatchedStore {
+    /// The user of `id`'s record as it stands before a write: as this request loaded or last
+    /// wrote it, or, if it has not, read from the store (only then an extra load).
+    async fn user_before(
+        &self,
+        tracking: &Tracking,
+        id: &Id,
+    ) -> session_store::Result<Option<UserKey>> {
+        let mut known = None;
+        in_request(|ends| known = ends.users.get(id).cloned());
+        if let Some(user) = known {
+            return Ok(user);
+        }
+        let record = self.bounded(self.inner.load(id)).await?;
+        Ok(record.and_then(|r| tracking.key_of(&r.data)))
+    }
+
+    /// Writes `record` with `write`, keeping the index of users in order around it: the new
+    /// user gains the session before, the old one loses it after.
+    async fn write_indexed<F>(
+        &self,
+        old: Option<UserKey>,
+        record_id: Id,
+        new: Option<UserKey>,
+        write: F,
+    ) -> session_store::Result<Id>
+    where
+        F: Future<Output = session_store::Result<Id>>,
+    {
+        let Some(tracking) = self.lifecycle.users() else {
+            return write.await;
+        };
+        let change = Change::between(old, new.clone());
+        if let Some(change) = &change {
+            noted(
+                change
+                    .before(tracking, record_id)
+                    .await
+                    .map_err(store_error),
+            )?;
+        }
+        let id = noted(write.await)?;
+        if let Some(change) = change {
+            if id != record_id {
+                // The store chose another id (a collision): the index follows.
+                let moved = Change::between(None, change.new.clone()).unwrap_or_default();
+                noted(moved.before(tracking, id).await.map_err(store_error))?;
+                Change::between(change.new.clone(), None)
+                    .unwrap_or_default()
+                    .after(tracking, record_id)
+                    .await;
+            }
+            change.after(tracking, id).await;
+            if !in_request(|ends| ends.moves.push((id, change.clone()))) {
+                self.lifecycle.user_moved(id, &change).await;
+            }
+        }
+        in_request(|ends| {
+            ends.users.insert(id, new);
+        });
+        Ok(id)
+    }
+
     /// `op`, or a store error once the store bound has passed.
     async fn bounded<T>(
         &self,
@@ -623,30 +838,76 @@ fn noted<T>(written: session_store::Result<T>) -> session_store::Result<T> {
     written
 }
 
+fn store_error(err: SessionError) -> session_store::Error {
+    match err {
+        SessionError::Store(err) => err,
+        other => session_store::Error::Backend(other.report()),
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for WatchedStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        noted(self.bounded(self.inner.create(record)).await)?;
+        let new = self.lifecycle.users().and_then(|t| t.key_of(&record.data));
+        let id = record.id;
+        let write = async {
+            self.bounded(self.inner.create(record)).await?;
+            Ok(record.id)
+        };
+        // A new record: no user before it.
+        let written = self.write_indexed(None, id, new, write).await;
+        written?;
         in_request(|ends| ends.created = true);
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        noted(self.bounded(self.inner.save(record)).await)?;
+        let write = async {
+            self.bounded(self.inner.save(record)).await?;
+            Ok(record.id)
+        };
+        match self.lifecycle.users() {
+            None => noted(write.await).map(drop)?,
+            Some(tracking) => {
+                let old = noted(self.user_before(tracking, &record.id).await)?;
+                let new = tracking.key_of(&record.data);
+                self.write_indexed(old, record.id, new, write).await?;
+            }
+        }
         self.lifecycle.moved(record.id, record.expiry_date);
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.bounded(self.inner.load(id)).await
+        let record = self.bounded(self.inner.load(id)).await?;
+        if let Some(tracking) = self.lifecycle.users() {
+            let user = record.as_ref().and_then(|r| tracking.key_of(&r.data));
+            in_request(|ends| {
+                ends.users.insert(*id, user);
+            });
+        }
+        Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let user = match self.lifecycle.users() {
+            Some(tracking) => noted(self.user_before(tracking, id).await)?,
+            None => None,
+        };
         noted(self.bounded(self.inner.delete(id)).await)?;
+        if let (Some(tracking), Some(change)) =
+            (self.lifecycle.users(), Change::between(user.clone(), None))
+        {
+            change.after(tracking, *id).await;
+        }
         // Inside a request the lock layer pushes once the session layer has saved (and knows
         // whether a new record followed); elsewhere (a task of the app's) at once.
-        if !in_request(|ends| ends.deleted.push(*id)) {
-            self.lifecycle.ended(*id, LOGGED_OUT).await;
+        let noted_here = in_request(|ends| {
+            ends.users.insert(*id, None);
+            ends.deleted.push((*id, user.clone()));
+        });
+        if !noted_here {
+            self.lifecycle.ended(*id, LOGGED_OUT, user.as_ref()).await;
         }
         Ok(())
     }

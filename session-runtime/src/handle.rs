@@ -20,6 +20,7 @@ use crate::{
     gone::{ExpiryWatch, LOGGED_OUT},
     locks::{LeaseWrite, SessionLockGuard},
     session::Shared,
+    users::{Change, UserKey},
     KeepAlive, OnGone, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
     REFRESH_EVENT,
 };
@@ -308,6 +309,8 @@ impl SessionHandle {
         let Some(mut record) = record else {
             return Err(SessionError::Gone);
         };
+        let tracking = self.inner.sessions.lifecycle().users();
+        let user_before = tracking.and_then(|t| t.key_of(&record.data));
         let now = OffsetDateTime::now_utc();
         let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
         check_required(&shared, require)?;
@@ -329,6 +332,7 @@ impl SessionHandle {
             }
         };
         let touch = self.keeps_alive(true) && self.touch_due(&record, now);
+        let mut change = None;
         let write = {
             let mut state = shared.state();
             state.closed = true;
@@ -338,6 +342,9 @@ impl SessionHandle {
             if state.delete {
                 Write::Delete
             } else if state.modified || touch {
+                if let Some(tracking) = tracking {
+                    change = Change::between(user_before.clone(), tracking.key_of(&state.data));
+                }
                 record.data = std::mem::take(&mut state.data);
                 record.expiry_date = expiry_date(self.inner.expiry, now);
                 Write::Save
@@ -345,7 +352,10 @@ impl SessionHandle {
                 Write::Nothing
             }
         };
-        self.write(guard, id, &record, write, touch).await?;
+        if let Write::Delete = write {
+            change = Change::between(user_before, None);
+        }
+        self.write(guard, id, &record, write, touch, change).await?;
         Ok(Ok(value))
     }
 
@@ -416,7 +426,8 @@ impl SessionHandle {
             return Ok(());
         };
         record.expiry_date = expiry_date(self.inner.expiry, now);
-        self.write(guard, id, &record, Write::Save, true).await
+        self.write(guard, id, &record, Write::Save, true, None)
+            .await
     }
 
     /// Takes the session's lock (bounded) and loads the record with it.
@@ -455,9 +466,16 @@ impl SessionHandle {
         record: &Record,
         write: Write,
         touched: bool,
+        change: Option<Change>,
     ) -> Result<(), SessionError> {
         let sessions = &self.inner.sessions;
         let bounds = sessions.bounds();
+        let lifecycle = sessions.lifecycle();
+        let tracking = lifecycle.users().zip(change.as_ref());
+        if let (Some((tracking, change)), Write::Save) = (tracking, &write) {
+            // Before the record names its new user: the index never misses a live session.
+            bounds.store_call(change.before(tracking, id)).await?;
+        }
         let lease_write = match write {
             // Dropping the guard releases the lock (a lease releases in the background).
             Write::Nothing => {
@@ -475,12 +493,18 @@ impl SessionHandle {
                 _ => bounds.store_op(sessions.store().save(record)).await?,
             },
         }
-        let lifecycle = sessions.lifecycle();
+        if let Some((tracking, change)) = tracking {
+            change.after(tracking, id).await;
+        }
         if let Write::Delete = write {
             self.inner.gone.store(true, Ordering::Release);
             tracing::debug!("session deleted by a socket handler");
-            lifecycle.ended(id, LOGGED_OUT).await;
+            let user = change.and_then(|change| change.old);
+            lifecycle.ended(id, LOGGED_OUT, user.as_ref()).await;
             return Ok(());
+        }
+        if let Some(change) = &change {
+            lifecycle.user_moved(id, change).await;
         }
         tracing::debug!("session saved");
         lifecycle.moved(id, record.expiry_date);
@@ -490,6 +514,15 @@ impl SessionHandle {
             }
         }
         Ok(())
+    }
+
+    /// The user of this socket's session now (with users on), read from the store.
+    pub(crate) async fn user(&self) -> Result<Option<UserKey>, SessionError> {
+        let Some(tracking) = self.inner.sessions.lifecycle().users() else {
+            return Ok(None);
+        };
+        let record = self.load().await?;
+        Ok(record.and_then(|r| tracking.key_of(&r.data)))
     }
 
     async fn load(&self) -> Result<Option<Record>, SessionError> {

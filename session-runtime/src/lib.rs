@@ -587,6 +587,7 @@ mod session;
 mod sockets;
 mod stack;
 mod timeouts;
+pub mod users;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;

@@ -26,7 +26,10 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use tower_sessions::session::{Id, Record};
+use tower_sessions::{
+    session::{Id, Record},
+    SessionStore,
+};
 
 use crate::SessionError;
 
@@ -76,6 +79,44 @@ pub trait SessionLocks: Send + Sync + 'static {
     /// [`SessionError::Lock`] when the backend cannot take the lock, with the backend's own
     /// error as its source (never the id in the message: it reaches clients).
     fn lock(&self, id: Id) -> LockFuture<'_>;
+
+    /// Ends session `id` for good, fenced: deletes its record from `store` so that no holder
+    /// of its lock, now or later, writes it back. Used by
+    /// [`SocketSessions::end_user_sessions`](crate::SocketSessions::end_user_sessions).
+    ///
+    /// The default takes the lock, waiting for the current holder, and deletes under it: right
+    /// for locks of one process, whose holders cannot be paused apart from the caller. A lease
+    /// backend overrides it to delete the record *and* the lease in one step, at once: a
+    /// holder that is paused or cut off then finds its lease gone and writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Lock`] when the lock cannot be taken, [`SessionError::Store`] when the
+    /// delete fails (the session then still stands).
+    ///
+    /// ```
+    /// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
+    /// use tower_sessions::{session::{Id, Record}, MemoryStore, SessionStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = MemoryStore::default();
+    /// let mut record = Record {
+    ///     id: Id::default(),
+    ///     data: Default::default(),
+    ///     expiry_date: tower_sessions::cookie::time::OffsetDateTime::now_utc()
+    ///         + tower_sessions::cookie::time::Duration::hours(1),
+    /// };
+    /// store.create(&mut record).await.unwrap();
+    /// LocalSessionLocks::default().end(record.id, &store).await.unwrap();
+    /// assert!(store.load(&record.id).await.unwrap().is_none());
+    /// # }
+    /// ```
+    fn end<'a>(&'a self, id: Id, store: &'a dyn SessionStore) -> LeaseFuture<'a> {
+        Box::pin(async move {
+            let _held = self.lock(id).await?;
+            store.delete(&id).await.map_err(SessionError::Store)
+        })
+    }
 }
 
 /// Proof that a session's lock is held; dropping it releases the lock.

@@ -17,6 +17,7 @@ use crate::{
     http::{SessionLockLayer, Wired},
     locks::{LocalSessionLocks, SessionLocks},
     origin::OriginCheckLayer,
+    users::Users,
     SessionError, SessionHandle, SessionStack, Timeouts,
 };
 
@@ -164,6 +165,7 @@ struct Config {
     timeouts: Timeouts,
     room_key: RoomKey,
     keep_alive: KeepAlive,
+    users: Option<Users>,
     /// Built from the fields above; rebuilt by the builders that change them.
     lifecycle: Arc<Lifecycle>,
 }
@@ -174,6 +176,7 @@ impl Config {
             self.room_key.clone(),
             self.on_gone,
             self.store.clone(),
+            self.users.clone(),
         ));
     }
 }
@@ -185,6 +188,7 @@ impl fmt::Debug for SocketSessions {
             .field("require_session", &self.inner.require_session)
             .field("on_gone", &self.inner.on_gone)
             .field("keep_alive", &self.inner.keep_alive)
+            .field("users", &self.inner.users.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +211,7 @@ impl SocketSessions {
             room_key.clone(),
             OnGone::default(),
             store.clone(),
+            None,
         ));
         Self {
             inner: Arc::new(Config {
@@ -217,6 +222,7 @@ impl SocketSessions {
                 timeouts: Timeouts::default(),
                 room_key,
                 keep_alive: KeepAlive::default(),
+                users: None,
                 lifecycle,
             }),
         }
@@ -316,6 +322,24 @@ impl SocketSessions {
     pub fn with_room_key(mut self, secret: impl AsRef<[u8]>) -> Self {
         let config = Arc::make_mut(&mut self.inner);
         config.room_key = RoomKey::derive(secret.as_ref());
+        config.rebuild_lifecycle();
+        self
+    }
+
+    /// Names where sessions keep their user and where the index of users' sessions lives
+    /// (see [`users`](crate::users)): every socket also joins its user's room, and the
+    /// user API ([`SocketSessions::user_sessions`], [`SocketSessions::end_user_sessions`], ...)
+    /// answers. Costs one read of the record per connection, and index writes only when a
+    /// session's user changes.
+    ///
+    /// ```
+    /// # use session_runtime::{users::Users, SocketSessions};
+    /// # use tower_sessions::MemoryStore;
+    /// let sessions = SocketSessions::new(MemoryStore::default()).with_users(Users::key("user"));
+    /// ```
+    pub fn with_users(mut self, users: Users) -> Self {
+        let config = Arc::make_mut(&mut self.inner);
+        config.users = Some(users);
         config.rebuild_lifecycle();
         self
     }
@@ -520,6 +544,14 @@ impl SocketSessions {
         // unknown id pushes to a room whose sockets have no session anyway.
         if let Some(id) = handle.id() {
             socket.join(self.room(id));
+            if self.inner.lifecycle.users().is_some() {
+                // Its user's room too: the one extra read of a connection with users on. A
+                // store that fails here refuses the connection rather than leave the socket
+                // out of its user's room.
+                if let Some(user) = handle.user().await? {
+                    socket.join(user.room());
+                }
+            }
         }
         socket.extensions.insert(handle);
         Ok(())

@@ -99,6 +99,12 @@ impl Timeouts {
         self
     }
 
+    /// How long a write may be on its way after the index of users gained its session: two
+    /// bounded store calls and a margin for the clocks of other nodes.
+    pub(crate) fn in_flight(&self) -> Duration {
+        self.store * 3 + Duration::from_secs(1)
+    }
+
     /// A store operation, bounded.
     pub(crate) async fn store_op<T>(
         &self,

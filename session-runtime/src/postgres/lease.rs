@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tower_sessions::{
     cookie::time::OffsetDateTime,
     session::{Id, Record},
+    SessionStore,
 };
 
 use super::{
@@ -201,6 +202,16 @@ fn jittered(pause: Duration) -> Duration {
 }
 
 impl SessionLocks for PostgresSessionLocks {
+    /// Deletes the lease and the record in one statement, at once: a holder, even one paused
+    /// meanwhile, then finds its lease gone and writes nothing.
+    fn end<'a>(&'a self, id: Id, _: &'a dyn SessionStore) -> LeaseFuture<'a> {
+        Box::pin(async move {
+            super::users::end(&self.shared, &id)
+                .await
+                .map_err(|err| SessionError::Store(backend(err)))
+        })
+    }
+
     fn lock(&self, id: Id) -> LockFuture<'_> {
         let local = self.local.lock(id);
         Box::pin(async move {

@@ -105,6 +105,7 @@
 mod lease;
 mod listen;
 mod store;
+mod users;
 
 use std::{
     collections::HashMap,
@@ -128,6 +129,7 @@ pub use socketioxide_postgres;
 pub use sqlx;
 pub use store::PostgresSessionStore;
 pub use tower_sessions_sqlx_store;
+pub use users::PostgresUserIndex;
 
 /// The lease's lifetime unless [`PostgresSessions::with_lease`] says otherwise.
 ///
@@ -428,6 +430,23 @@ impl PostgresSessions {
     /// ```
     pub fn locks(&self) -> PostgresSessionLocks {
         PostgresSessionLocks::new(self.shared.clone(), self.lease)
+    }
+
+    /// The index of users' sessions in this database, for
+    /// [`Users::with_index`](crate::users::Users::with_index): every node that shares the
+    /// database shares it (see [`PostgresUserIndex`]).
+    ///
+    /// ```no_run
+    /// use session_runtime::{postgres::PostgresSessions, users::Users, SocketSessions};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pg = PostgresSessions::connect("postgres://app@127.0.0.1/app").await?;
+    /// let users = Users::key("user").with_index(pg.user_index());
+    /// let sessions = SocketSessions::new(pg.store()).with_locks(pg.locks()).with_users(users);
+    /// # Ok(()) }
+    /// ```
+    pub fn user_index(&self) -> PostgresUserIndex {
+        PostgresUserIndex::new(self.shared.clone())
     }
 
     /// The pool, for the app's own queries on the same connections.

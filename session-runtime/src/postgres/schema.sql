@@ -92,3 +92,14 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- The index of users' sessions (PostgresUserIndex): one row per session of a user, keyed by a
+-- hash of the user (never the user's id) and stamped with when it was added, in Unix
+-- milliseconds. Written only when a session's user changes; a row whose record is gone is
+-- never counted (each read checks the records) and is removed by the read that finds it.
+CREATE TABLE IF NOT EXISTS "tower_sessions"."session_user" (
+    user_key text NOT NULL,
+    id text NOT NULL,
+    stamp bigint NOT NULL,
+    PRIMARY KEY (user_key, id)
+);

@@ -8,7 +8,10 @@ use std::{
 
 use fred::{clients::Client, interfaces::ClientLike};
 use tokio::task::JoinHandle;
-use tower_sessions::session::{Id, Record};
+use tower_sessions::{
+    session::{Id, Record},
+    SessionStore,
+};
 
 use super::{
     backend,
@@ -158,6 +161,21 @@ fn jittered(pause: Duration) -> Duration {
 }
 
 impl SessionLocks for RedisSessionLocks {
+    /// Deletes the record and the lease in one command, at once: a holder, even one paused
+    /// meanwhile, then finds its lease gone and writes nothing.
+    fn end<'a>(&'a self, id: Id, _: &'a dyn SessionStore) -> LeaseFuture<'a> {
+        Box::pin(async move {
+            let keys = Keys::of(&id);
+            let failed = |err| SessionError::Store(backend(err));
+            super::users::end(&self.shared, &keys)
+                .await
+                .map_err(failed)?;
+            replicas::after_write(self.replicas, self.shared.client(), &keys.record)
+                .await
+                .map_err(failed)
+        })
+    }
+
     fn lock(&self, id: Id) -> LockFuture<'_> {
         let local = self.local.lock(id);
         Box::pin(async move {

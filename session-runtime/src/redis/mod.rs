@@ -176,6 +176,7 @@ mod replicas;
 mod resubscribe;
 mod scripts;
 mod store;
+mod users;
 
 use std::{
     collections::HashMap,
@@ -198,6 +199,7 @@ pub use lease::RedisSessionLocks;
 pub use socketioxide_redis;
 pub use store::RedisSessionStore;
 pub use tower_sessions_redis_store;
+pub use users::RedisUserIndex;
 
 use replicas::ReplicaWait;
 use scripts::Scripts;
@@ -445,6 +447,23 @@ impl RedisSessions {
     /// ```
     pub fn locks(&self) -> RedisSessionLocks {
         RedisSessionLocks::new(self.shared.clone(), self.lease, self.replicas)
+    }
+
+    /// The index of users' sessions in this Redis, for
+    /// [`Users::with_index`](crate::users::Users::with_index): every node that shares the
+    /// Redis shares it (see [`RedisUserIndex`]).
+    ///
+    /// ```no_run
+    /// use session_runtime::{redis::RedisSessions, users::Users, SocketSessions};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisSessions::connect("redis://127.0.0.1:6379").await?;
+    /// let users = Users::key("user").with_index(redis.user_index());
+    /// let sessions = SocketSessions::new(redis.store()).with_locks(redis.locks()).with_users(users);
+    /// # Ok(()) }
+    /// ```
+    pub fn user_index(&self) -> RedisUserIndex {
+        RedisUserIndex::new(self.shared.clone())
     }
 
     /// The pool of connections.
