@@ -37,7 +37,7 @@ use axum::{
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
-    Json, Router, ServiceExt,
+    Extension, Json, Router, ServiceExt,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -46,7 +46,9 @@ use session_runtime::{
     postgres::{PostgresAdapter, PostgresSessions},
     redis::{socketioxide_redis::FredAdapter, RedisSessions},
     scale::OwnRequestHead,
-    with_session, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
+    users::Users,
+    with_session, ReadOnlySocketSession, SessionError, SessionHandle, SocketSession,
+    SocketSessions,
 };
 use socketioxide::{
     adapter::Adapter,
@@ -164,6 +166,33 @@ async fn logout(session: SocketSession) -> Result<Value, DemoError> {
     Ok(json!({ "ok": true }))
 }
 
+/// `logout_everywhere`: ends every session of this session's user, on every node, this one
+/// included; acks `{"ended": N}`. Every socket of those sessions is pushed `session:gone`
+/// `{"reason": "logged out everywhere"}` first.
+async fn logout_everywhere<A: Adapter>(handle: SessionHandle, ack: AckSender<A>) {
+    let user = match handle
+        .read()
+        .await
+        .and_then(|session| session.get::<String>("user"))
+    {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(NOT_LOGGED_IN.to_owned()),
+        Err(err) => Err(err.to_string()),
+    };
+    let answer = match user {
+        Ok(user) => match handle.sessions().end_user_sessions(&user).await {
+            Ok(ended) => json!({ "ended": ended }),
+            Err(err) => json!({ "error": err.to_string() }),
+        },
+        Err(err) => json!({ "error": err }),
+    };
+    let _ = ack.send(&answer);
+    handle.apply_gone_policy();
+}
+
+/// What the user routes and `logout_everywhere` answer a session without a user.
+const NOT_LOGGED_IN: &str = "not logged in";
+
 /// `shout` with any payload: every other socket on `/`, on every node, hears `shout` with it
 /// (a broadcast through the adapter); acks `{"ok": true}`.
 async fn shout<A: Adapter>(socket: SocketRef<A>, Data(data): Data<Value>, ack: AckSender<A>) {
@@ -248,6 +277,58 @@ async fn http_session(session: tower_sessions::Session) -> Result<Json<Value>, H
     let user = session.get::<String>("user").await?;
     let count = session.get::<i64>("count").await?.unwrap_or(0);
     Ok(Json(json!({ "user": user, "count": count })))
+}
+
+impl From<SessionError> for HttpError {
+    fn from(err: SessionError) -> Self {
+        tracing::error!(error = %err.report(), "the user index failed");
+        Self(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+    }
+}
+
+/// The user of this request's session, or 401.
+async fn current_user(session: &tower_sessions::Session) -> Result<String, HttpError> {
+    session
+        .get::<String>("user")
+        .await?
+        .ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, NOT_LOGGED_IN.into()))
+}
+
+/// `GET /session/devices`: how many live sessions the user has, and how many sockets they
+/// have connected, on every node.
+async fn http_devices(
+    Extension(sessions): Extension<SocketSessions>,
+    session: tower_sessions::Session,
+) -> Result<Json<Value>, HttpError> {
+    let user = current_user(&session).await?;
+    let live = sessions.user_sessions(&user).await?.len();
+    let sockets = sessions.user_sockets(&user).await?;
+    Ok(Json(json!({ "sessions": live, "sockets": sockets })))
+}
+
+/// `POST /logout/others`: ends every other session of the user; this one stays. A plain
+/// `Session`, not `LockedSession`: the sessions it ends are fenced by their own locks, and
+/// this one is not written.
+async fn http_logout_others(
+    Extension(sessions): Extension<SocketSessions>,
+    session: tower_sessions::Session,
+) -> Result<Json<Value>, HttpError> {
+    let user = current_user(&session).await?;
+    let Some(id) = session.id() else {
+        return Err(HttpError(StatusCode::UNAUTHORIZED, NOT_LOGGED_IN.into()));
+    };
+    let ended = sessions.end_other_user_sessions(&user, id).await?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
+/// `POST /logout/everywhere`: ends every session of the user, this one included.
+async fn http_logout_everywhere(
+    Extension(sessions): Extension<SocketSessions>,
+    session: tower_sessions::Session,
+) -> Result<Json<Value>, HttpError> {
+    let user = current_user(&session).await?;
+    let ended = sessions.end_user_sessions(&user).await?;
+    Ok(Json(json!({ "ended": ended })))
 }
 
 /// `POST /incr`.
@@ -354,6 +435,7 @@ fn register<A: Adapter>(socket: SocketRef<A>) {
     socket.on("incr", incr);
     socket.on("login", login);
     socket.on("logout", logout);
+    socket.on("logout_everywhere", logout_everywhere);
     socket.on("shout", shout);
     socket.on("sockets", sockets);
 }
@@ -372,9 +454,13 @@ fn app<A: Adapter>(
         .route("/session", get(http_session))
         .route("/incr", post(http_incr))
         .route("/get/session", session_json(&["user", "count"]))
+        .route("/session/devices", get(http_devices))
+        .route("/logout/others", post(http_logout_others))
+        .route("/logout/everywhere", post(http_logout_everywhere))
         // What the page calls on `session:refresh`: a user active only over the socket keeps
         // the browser's cookie as long as the record.
         .route("/session/refresh", refresh_cookie())
+        .layer(Extension(sessions.clone()))
         // No custom `.fallback(handler)`: axum turns it into `any(handler)`, and `.layer` then
         // wraps each HTTP method of it in its own socket.io service, each with its own engine,
         // so a polling client's GET and POST reach different engines ("Session ID unknown").
@@ -436,7 +522,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_lease(lease()?);
             let sessions = SocketSessions::new(redis.store())
                 .with_locks(redis.locks())
-                .with_room_key(key.master());
+                .with_room_key(key.master())
+                .with_users(Users::key("user").with_index(redis.user_index()));
             let (sio_layer, io) = socket_io()
                 .with_adapter::<FredAdapter<_>>(redis.adapter().await?)
                 .build_layer();
@@ -453,7 +540,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_lease(lease()?);
             let sessions = SocketSessions::new(pg.store())
                 .with_locks(pg.locks())
-                .with_room_key(key.master());
+                .with_room_key(key.master())
+                .with_users(Users::key("user").with_index(pg.user_index()));
             let (sio_layer, io) = socket_io()
                 .with_adapter::<PostgresAdapter<_>>(pg.adapter())
                 .build_layer();
@@ -463,7 +551,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             app(key, idle, &sessions, (sio_layer, io))
         }
         None => {
-            let sessions = SocketSessions::new(MemoryStore::default()).with_room_key(key.master());
+            // One process: the index of users' sessions in memory.
+            let sessions = SocketSessions::new(MemoryStore::default())
+                .with_room_key(key.master())
+                .with_users(Users::key("user"));
             let (sio_layer, io) = socket_io().build_layer();
             io.ns("/", sessions.handler(register));
             app(key, idle, &sessions, (sio_layer, io))

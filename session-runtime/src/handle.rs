@@ -182,6 +182,24 @@ impl SessionHandle {
         self.inner.id
     }
 
+    /// The [`SocketSessions`] this socket's session belongs to: for the user API inside a
+    /// handler (e.g. [`SocketSessions::end_user_sessions`]).
+    ///
+    /// ```
+    /// use session_runtime::{SessionError, SessionHandle};
+    ///
+    /// async fn devices(handle: SessionHandle) -> Result<usize, SessionError> {
+    ///     let user: Option<String> = handle.read().await?.get("user")?;
+    ///     match user {
+    ///         Some(user) => Ok(handle.sessions().user_sessions(&user).await?.len()),
+    ///         None => Ok(0),
+    ///     }
+    /// }
+    /// ```
+    pub fn sessions(&self) -> &SocketSessions {
+        &self.inner.sessions
+    }
+
     /// Whether this socket has found its session gone (logged out, expired, rotated).
     /// Once it has, every later transaction fails with [`SessionError::Gone`] without asking
     /// the store: ids are random, a record never comes back.
