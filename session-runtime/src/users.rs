@@ -184,8 +184,7 @@ impl Users {
     /// # use session_runtime::users::Users;
     /// let users = Users::axum_login("axum-login.data");
     ///
-    /// Reading the user needs no feature; the `axum-login` feature adds the authenticated
-    /// user inside socket handlers (see [`crate::auth`]).
+    /// Reading the user needs no feature of this crate.
     /// ```
     pub fn axum_login(data_key: &'static str) -> Self {
         Self::from_fn(move |data| user_text(data.get(data_key)?.get("user_id")?))
