@@ -20,7 +20,7 @@ use crate::{
     gone::{ExpiryWatch, LOGGED_OUT},
     locks::{LeaseWrite, SessionLockGuard},
     session::Shared,
-    users::{Change, UserKey},
+    users::Change,
     KeepAlive, OnGone, ReadOnlySocketSession, SessionError, SocketSession, SocketSessions,
     REFRESH_EVENT,
 };
@@ -532,15 +532,6 @@ impl SessionHandle {
             }
         }
         Ok(())
-    }
-
-    /// The user of this socket's session now (with users on), read from the store.
-    pub(crate) async fn user(&self) -> Result<Option<UserKey>, SessionError> {
-        let Some(tracking) = self.inner.sessions.lifecycle().users() else {
-            return Ok(None);
-        };
-        let record = self.load().await?;
-        Ok(record.and_then(|r| tracking.key_of(&r.data)))
     }
 
     async fn load(&self) -> Result<Option<Record>, SessionError> {

@@ -536,7 +536,16 @@ impl SocketSessions {
             .check_wiring(parts.extensions.get::<Wired>().is_some());
         // The handshake's session caches its record forever: take only its id and expiry.
         let handle = SessionHandle::new(socket, http.id(), http.expiry(), self.clone());
-        if self.inner.require_session && (handle.id().is_none() || !handle.read().await?.exists()) {
+        let tracking = self.inner.lifecycle.users();
+        // One read serves both the requirement and the user's room.
+        let session = match (
+            self.inner.require_session || tracking.is_some(),
+            handle.id(),
+        ) {
+            (true, Some(_)) => Some(handle.read().await?),
+            _ => None,
+        };
+        if self.inner.require_session && !session.as_ref().is_some_and(|s| s.exists()) {
             tracing::debug!("refusing a socket without a valid session");
             return Err(SessionError::NoSession);
         }
@@ -544,13 +553,12 @@ impl SocketSessions {
         // unknown id pushes to a room whose sockets have no session anyway.
         if let Some(id) = handle.id() {
             socket.join(self.room(id));
-            if self.inner.lifecycle.users().is_some() {
-                // Its user's room too: the one extra read of a connection with users on. A
-                // store that fails here refuses the connection rather than leave the socket
-                // out of its user's room.
-                if let Some(user) = handle.user().await? {
-                    socket.join(user.room());
-                }
+        }
+        // Its user's room too. A store that fails above refuses the connection rather than
+        // leave the socket out of its user's room.
+        if let (Some(tracking), Some(session)) = (tracking, &session) {
+            if let Some(user) = tracking.key_of(&session.0.state().data) {
+                socket.join(user.room());
             }
         }
         socket.extensions.insert(handle);
