@@ -61,6 +61,8 @@ impl Ha {
                 found
                     .lines()
                     .filter(|key| !key.is_empty() && !key.starts_with('{'))
+                    // The users' index lives beside the records and is not one.
+                    .filter(|key| !key.starts_with("session-runtime:"))
                     .map(str::to_owned),
             );
         }
