@@ -106,6 +106,24 @@ pub enum SessionError {
     #[error("users are not set up: call `SocketSessions::with_users`")]
     NoUsers,
 
+    /// The session's credentials no longer hold (axum-login: its auth hash is not the
+    /// user's, e.g. the password changed on another device): the session was ended.
+    #[error("not authenticated: the session's credentials changed; log in again")]
+    Unauthenticated,
+
+    /// `login::SocketAuth` (feature `axum-login`) was used on a
+    /// [`SocketSessions`](crate::SocketSessions) without an axum-login backend of that type.
+    #[error("no axum-login backend: call `SocketSessions::with_axum_login`")]
+    NoAuthBackend,
+
+    /// The authentication backend failed (axum-login's `get_user`).
+    #[error("the authentication backend failed")]
+    Backend {
+        /// What the backend said.
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+
     /// The socket.io adapter could not reach every node (counting a user's sockets).
     #[error("could not reach every node")]
     Adapter {
@@ -155,6 +173,8 @@ impl SessionError {
                 | Self::Lock { .. }
                 | Self::LeaseLost
                 | Self::NoUsers
+                | Self::NoAuthBackend
+                | Self::Backend { .. }
                 | Self::Adapter { .. }
         )
     }

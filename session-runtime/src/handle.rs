@@ -98,6 +98,9 @@ struct SocketState {
     socket: Weak<dyn SessionSocket>,
     /// This socket's share of its session's expiry timer on this node.
     _expiry: Option<ExpiryWatch>,
+    /// The axum-login user this socket fetched last.
+    #[cfg(feature = "axum-login")]
+    auth: crate::login::Cache,
 }
 
 /// What a transaction writes once its body succeeded.
@@ -141,6 +144,8 @@ impl SessionHandle {
                 gone: AtomicBool::new(false),
                 socket: Arc::downgrade(&socket),
                 _expiry: watch,
+                #[cfg(feature = "axum-login")]
+                auth: crate::login::Cache::default(),
             }),
         }
     }
@@ -167,6 +172,11 @@ impl SessionHandle {
     /// ```
     pub fn of<A: Adapter>(socket: &Socket<A>) -> Option<Self> {
         socket.extensions.get::<Self>()
+    }
+
+    #[cfg(feature = "axum-login")]
+    pub(crate) fn auth_cache(&self) -> &crate::login::Cache {
+        &self.inner.auth
     }
 
     /// The session id the handshake carried, or `None` for a socket without a session cookie.
@@ -335,8 +345,17 @@ impl SessionHandle {
 
         let body = AssertUnwindSafe(f(SocketSession(shared.clone()))).catch_unwind();
         let value = match self.inner.sessions.bounds().body(body).await {
-            Ok(Ok(Ok(value))) => value,
-            Ok(Ok(Err(err))) => return Ok(Err(err)),
+            Ok(Ok(Ok(value))) if !shared.state().end => value,
+            Ok(Ok(result)) => {
+                if shared.state().end {
+                    shared.state().closed = true;
+                    // Under the lock it holds: fenced like any write.
+                    let change = Change::between(user_before, None);
+                    self.write(guard, id, &record, Write::Delete, false, change)
+                        .await?;
+                }
+                return Ok(result);
+            }
             Ok(Err(panic)) => {
                 tracing::error!(
                     panic = panic_message(&panic),
@@ -398,7 +417,14 @@ impl SessionHandle {
         check_required(&session.0, require)?;
         let shared = session.0.clone();
         let out = self.inner.sessions.bounds().body(f(session)).await;
-        shared.state().closed = true;
+        let end = {
+            let mut state = shared.state();
+            state.closed = true;
+            state.end
+        };
+        if end {
+            self.end_now().await?;
+        }
         if touch {
             let handle = self.clone();
             tokio::spawn(async move {
@@ -408,6 +434,22 @@ impl SessionHandle {
             });
         }
         out
+    }
+
+    /// Ends the session out of a `readonly` event (which holds no lock): lock, reload, delete,
+    /// as an `autosave` event that flushed it would.
+    async fn end_now(&self) -> Result<(), SessionError> {
+        let Some(id) = self.inner.id else {
+            return Ok(());
+        };
+        let (guard, record) = self.lock_and_load(id).await?;
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let tracking = self.inner.sessions.lifecycle().users();
+        let change = Change::between(tracking.and_then(|t| t.key_of(&record.data)), None);
+        self.write(guard, id, &record, Write::Delete, false, change)
+            .await
     }
 
     /// Whether this kind of event (`write`: an `autosave` one) keeps the session alive.

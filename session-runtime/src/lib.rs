@@ -575,6 +575,9 @@ mod gone;
 mod handle;
 pub mod http;
 pub mod locks;
+#[cfg(feature = "axum-login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum-login")))]
+pub mod login;
 pub mod origin;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -588,6 +591,17 @@ mod sockets;
 mod stack;
 mod timeouts;
 pub mod users;
+
+/// Keeps traits whose methods are the runtime's own from being implemented elsewhere.
+#[cfg_attr(not(feature = "axum-login"), allow(dead_code))]
+mod private_seal {
+    // Unnameable outside the crate: `Shared` does not leak through it.
+    #[allow(private_interfaces)]
+    pub trait Sealed {
+        /// The record a handler's transaction loaded.
+        fn shared(&self) -> &crate::session::Shared;
+    }
+}
 
 pub use error::SessionError;
 pub use handle::SessionHandle;

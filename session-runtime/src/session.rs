@@ -24,6 +24,9 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     /// A failure that surfaced where it could not be returned (a `SessionData` drop).
     pub(crate) deferred_error: Option<SessionError>,
+    /// The session must end when the handler returns, whatever it returns: its credentials
+    /// no longer hold (the axum-login check).
+    pub(crate) end: bool,
 }
 
 /// What a handler's wrapper and the handler share: the record as loaded, and what became of it.
@@ -46,8 +49,15 @@ impl Shared {
                 delete: false,
                 closed: false,
                 deferred_error: None,
+                end: false,
             }),
         })
+    }
+
+    /// Ends the session once the handler returns (see `State::end`).
+    #[cfg_attr(not(feature = "axum-login"), allow(dead_code))]
+    pub(crate) fn end_on_mismatch(&self) {
+        self.state().end = true;
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {

@@ -166,6 +166,9 @@ struct Config {
     room_key: RoomKey,
     keep_alive: KeepAlive,
     users: Option<Users>,
+    /// An `AxumLogin<B>`, type-erased: `SocketAuth<B>` takes it back by its type.
+    #[cfg(feature = "axum-login")]
+    login: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Built from the fields above; rebuilt by the builders that change them.
     lifecycle: Arc<Lifecycle>,
 }
@@ -223,6 +226,8 @@ impl SocketSessions {
                 room_key,
                 keep_alive: KeepAlive::default(),
                 users: None,
+                #[cfg(feature = "axum-login")]
+                login: None,
                 lifecycle,
             }),
         }
@@ -342,6 +347,39 @@ impl SocketSessions {
         config.users = Some(users);
         config.rebuild_lifecycle();
         self
+    }
+
+    /// The axum-login backend whose users socket handlers take with
+    /// [`SocketAuth<B>`](crate::login::SocketAuth) (see the [`login`](crate::login) module).
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Backend;
+    /// # #[derive(Debug, Clone)] struct User;
+    /// # impl axum_login::AuthUser for User { type Id = i64; fn id(&self) -> i64 { 0 } fn session_auth_hash(&self) -> &[u8] { &[] } }
+    /// # impl axum_login::AuthnBackend for Backend { type User = User; type Credentials = (); type Error = std::convert::Infallible;
+    /// #   async fn authenticate(&self, _: ()) -> Result<Option<User>, Self::Error> { Ok(None) }
+    /// #   async fn get_user(&self, _: &i64) -> Result<Option<User>, Self::Error> { Ok(None) } }
+    /// use session_runtime::{login::AxumLogin, users::Users, SocketSessions};
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// // The same backend the app's `AuthManagerLayerBuilder` got; users by axum-login's id.
+    /// let sessions = SocketSessions::new(MemoryStore::default())
+    ///     .with_users(Users::axum_login("axum-login.data"))
+    ///     .with_axum_login(AxumLogin::new(Backend));
+    /// ```
+    #[cfg(feature = "axum-login")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum-login")))]
+    pub fn with_axum_login<B>(mut self, login: crate::login::AxumLogin<B>) -> Self
+    where
+        B: axum_login::AuthnBackend + 'static,
+    {
+        Arc::make_mut(&mut self.inner).login = Some(Arc::new(login));
+        self
+    }
+
+    #[cfg(feature = "axum-login")]
+    pub(crate) fn axum_login<B: 'static>(&self) -> Option<&crate::login::AxumLogin<B>> {
+        self.inner.login.as_ref()?.downcast_ref()
     }
 
     /// The room every socket of session `id` joins, in each namespace: to reach all the

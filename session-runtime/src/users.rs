@@ -178,13 +178,17 @@ impl Users {
     }
 
     /// The user of axum-login 0.18: the `user_id` it keeps under its data key
-    /// (`"axum-login.data"` unless the app chose another with `with_data_key`).
+    /// (`"axum-login.data"` unless the app chose another with `with_data_key`). Reading the
+    /// user needs no feature of this crate; the `axum-login` feature's `login` module gives
+    /// handlers the user itself.
     ///
     /// ```
-    /// # use session_runtime::users::Users;
-    /// let users = Users::axum_login("axum-login.data");
+    /// use serde_json::json;
+    /// use session_runtime::{users::Users, SocketSessions};
+    /// use tower_sessions::MemoryStore;
     ///
-    /// Reading the user needs no feature of this crate.
+    /// let sessions = SocketSessions::new(MemoryStore::default())
+    ///     .with_users(Users::axum_login("axum-login.data"));
     /// ```
     pub fn axum_login(data_key: &'static str) -> Self {
         Self::from_fn(move |data| user_text(data.get(data_key)?.get("user_id")?))
