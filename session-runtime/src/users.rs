@@ -183,7 +183,6 @@ impl Users {
     /// handlers the user itself.
     ///
     /// ```
-    /// use serde_json::json;
     /// use session_runtime::{users::Users, SocketSessions};
     /// use tower_sessions::MemoryStore;
     ///
