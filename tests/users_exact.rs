@@ -147,8 +147,13 @@ async fn exact_under_churn(kind: Kind) {
     println!("seed {seed} (USERS_EXACT_SEED replays it)");
     // Two nodes on one store: the first sessions live on a short idle window, the rest on
     // the demo's default (minutes), so that the churn may take as long as it takes.
-    let [short] = db.nodes(&[("SESSION_IDLE_SECS", &EXPIRING_IDLE_SECS.to_string())]);
-    let [long] = db.nodes(&[]);
+    // One key for both: the index names users by a keyed hash.
+    let key = session_harness::random_key();
+    let [short] = db.nodes(&[
+        ("SESSION_KEY", &key),
+        ("SESSION_IDLE_SECS", &EXPIRING_IDLE_SECS.to_string()),
+    ]);
+    let [long] = db.nodes(&[("SESSION_KEY", &key)]);
     let base = seed * 1_000_000;
 
     let started = Instant::now();
