@@ -165,6 +165,75 @@ if (missing) {
     }
   });
 
+  test("\"log out other devices\" ends another browser's session, and its page shows it at once", { timeout: 90_000 }, async () => {
+    const { chromium } = await import("playwright-core");
+    // Another browser: its own profile, so its own cookie and session.
+    const otherProfile = mkdtempSync(join(tmpdir(), "login-logout-chromium-other-"));
+    const other = await chromium.launchPersistentContext(otherProfile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1100, height: 600 },
+      timeout: 60_000,
+    });
+    const pages = [];
+    try {
+      await browser.clearCookies();
+      const signIn = async (context) => {
+        const page = await context.newPage();
+        page.setDefaultTimeout(TIMEOUT_MS);
+        const errors = [];
+        page.on("pageerror", (err) => errors.push(err.message));
+        await stayOnLoopback(page);
+        await page.goto(server.url + "/");
+        await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
+        await page.fill("#user", "pat");
+        await page.click("#http-login");
+        await page.locator("#view-user").filter({ hasText: /^pat$/ }).waitFor();
+        await page.locator("#entries li").filter({ hasText: /connected$/ }).nth(1).waitFor();
+        pages.push(page);
+        return { page, errors };
+      };
+      const laptop = await signIn(browser);
+      const phone = await signIn(other);
+      await laptop.page.click("#http-refresh");
+      await laptop.page.locator("#view-devices").filter({ hasText: /^signed in on 2 devices$/ }).waitFor();
+
+      await phone.page.evaluate(() => {
+        new MutationObserver((_, observer) => {
+          if (document.getElementById("entries").textContent.includes("session:gone")) {
+            window.goneAt = Date.now();
+            observer.disconnect();
+          }
+        }).observe(document.getElementById("entries"), { childList: true });
+      });
+      const clicked = Date.now();
+      await laptop.page.click("#http-logout-others");
+      await laptop.page.locator("#entries li").filter({ hasText: 'POST /logout/others → 200 {"ended":1}' }).waitFor();
+      await phone.page.locator("#entries li").filter({ hasText: 'session:gone {"reason":"logged out everywhere"}' }).waitFor();
+      const late = (await phone.page.evaluate(() => window.goneAt)) - clicked;
+      console.log(`lateness: browser, log out other devices: shown ${late} ms after the click`);
+      assert.ok(late <= 1_000, `the other browser showed session:gone ${late} ms after the click`);
+      await phone.page.locator("#view-user").filter({ hasText: "(logged out)" }).waitFor();
+      await phone.page.locator("#view-devices").filter({ hasText: /^–$/ }).waitFor();
+      // The caller's session goes on.
+      await laptop.page.locator("#view-devices").filter({ hasText: /^signed in on 1 device$/ }).waitFor();
+      await laptop.page.click("#sock-whoami");
+      await laptop.page.locator("#view-last").filter({ hasText: 'whoami → {"user":"pat"}' }).waitFor();
+      await phone.page.screenshot({ path: join(ARTIFACTS, "logout-others.png"), fullPage: true });
+      assert.deepEqual([...laptop.errors, ...phone.errors], []);
+    } catch (err) {
+      for (const [i, page] of pages.entries()) {
+        await page.screenshot({ path: join(ARTIFACTS, `logout-others-failure-${i}.png`), fullPage: true });
+      }
+      throw err;
+    } finally {
+      for (const page of pages) await page.close();
+      await other.close();
+      rmSync(otherProfile, { recursive: true, force: true });
+    }
+  });
+
   /** A page of the idle demo, on loopback only, logged in as `user` through its form. */
   async function idlePage(user) {
     // Both demos are 127.0.0.1: cookies don't tell ports apart, so start from none.
