@@ -26,7 +26,7 @@ fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let client = entry[4].as_str().unwrap_or_default();
-        if client == "?:0" || ["slowlog", "hello", "config", "replconf"].contains(&command.as_str())
+        if client == "?:0" || ["slowlog", "hello", "config", "replconf", "info"].contains(&command.as_str())
         {
             continue; // inside a script, redis-cli, or a replica's acknowledgements
         }
@@ -135,4 +135,60 @@ async fn waiting_for_a_replica_adds_one_round_trip_to_a_write_and_none_to_a_read
         ],
     )
     .await;
+}
+
+/// The demo on Redis, users on (its index in Redis sorted sets): events cost what they cost
+/// without users, since they do not change the user; a login's cost is printed with the
+/// commands it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_users_on_events_cost_the_same_and_a_login_adds_one_index_write() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    logging(&redis);
+    let [node] = session_harness::DemoNode::start_many(&[("REDIS_URL", &redis.url())]);
+    // Warm: the connections are up, the scripts loaded.
+    let warm = node.login("warm").await;
+    let socket = node.raw_socket_of(&warm).await;
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+
+    // A login of a new client: the index gains the session before the record names its user.
+    reset(&redis);
+    let alice = node.login("alice").await;
+    let mut login = round_trips(&redis);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        login = round_trips(&redis);
+    }
+    let total: usize = login.values().sum();
+    println!("round trips of a login with users on: {total} {login:?}");
+    assert_eq!(
+        login.get("zadd"),
+        Some(&1),
+        "one index write per login: {login:?}"
+    );
+
+    let socket = node.raw_socket_of(&alice).await;
+    assert_eq!(socket.ack("incr", vec![]).await, json!(1));
+    const N: usize = 20;
+    for (event, expected) in [("incr", [("evalsha", 2)]), ("whoami", [("get", 1)])] {
+        reset(&redis);
+        for _ in 0..N {
+            let ack = socket.ack(event, vec![]).await;
+            assert!(ack.get("error").is_none(), "{event}: {ack}");
+        }
+        let expected: BTreeMap<String, usize> = expected
+            .iter()
+            .map(|(command, n)| (command.to_string(), n * N))
+            .collect();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut counted = round_trips(&redis);
+        while counted != expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            counted = round_trips(&redis);
+        }
+        println!("round trips of {N} `{event}` events with users on: {counted:?}");
+        assert_eq!(counted, expected, "{N} `{event}` events with users on");
+    }
 }

@@ -37,7 +37,7 @@
 //!
 //! This page is the manual: [the model](#the-model), [wiring](#wiring), [handlers](#handlers),
 //! [HTTP routes](#http-routes), [what ends a session](#what-ends-a-session),
-//! [several nodes](#several-nodes), [security](#security),
+//! [users](#users), [several nodes](#several-nodes), [security](#security),
 //! [failure and limits](#failure-and-limits), [feature flags](#feature-flags).
 //!
 //! # The model
@@ -362,6 +362,19 @@
 //! socket.on("session:refresh", () => fetch("/session/refresh", { method: "POST" }));
 //! ```
 //!
+//! # Users
+//!
+//! [`SocketSessions::with_users`] names where a session keeps its user ([`users::Users`]):
+//! each socket then also joins its user's room, an index keeps every session of each user
+//! (in memory, or shared by the nodes: `RedisSessions::user_index`,
+//! `PostgresSessions::user_index`), and [`SocketSessions::user_sessions`],
+//! [`SocketSessions::user_sockets`], [`SocketSessions::end_user_sessions`] and
+//! [`SocketSessions::end_other_user_sessions`] answer "which devices are signed in", "log out
+//! everywhere" and "log out my other devices", pushed to every socket on every node. The
+//! [`users`] module documents why the index is exact whatever the churn. With the
+//! `axum-login` feature, handlers take the axum-login user, re-checked on every event
+//! (`login::SocketAuth`; the `login` module states when `get_user` runs).
+//!
 //! # Several nodes
 //!
 //! With the `redis` feature, every process of an app keeps its sessions, per-session locks (as
@@ -562,6 +575,7 @@
 //! |---|---|---|
 //! | `redis` | off | the [`redis`](redis/index.html) module: sessions, per-session leases and socket.io broadcasts in one Redis (fred 10, tower-sessions-redis-store 0.16, socketioxide-redis 0.4.4), for several nodes |
 //! | `postgres` | off | the [`postgres`](postgres/index.html) module: the same in one PostgreSQL (sqlx 0.8, tower-sessions-sqlx-store 0.15, socketioxide-postgres 0.2), for several nodes |
+//! | `axum-login` | off | the `login` module: axum-login 0.18's user in socket handlers, re-checked on every event (`SocketAuth`, `AxumLogin`) |
 //!
 //! [tower-sessions]: https://docs.rs/tower-sessions/0.14
 //! [socketioxide]: https://docs.rs/socketioxide/0.18
