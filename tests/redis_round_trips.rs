@@ -26,7 +26,8 @@ fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let client = entry[4].as_str().unwrap_or_default();
-        if client == "?:0" || ["slowlog", "hello", "config", "replconf", "info"].contains(&command.as_str())
+        if client == "?:0"
+            || ["slowlog", "hello", "config", "replconf", "info"].contains(&command.as_str())
         {
             continue; // inside a script, redis-cli, or a replica's acknowledgements
         }
@@ -163,6 +164,20 @@ async fn with_users_on_events_cost_the_same_and_a_login_adds_one_index_write() {
     }
     let total: usize = login.values().sum();
     println!("round trips of a login with users on: {total} {login:?}");
+
+    // The same login on a server without users, for the difference.
+    let plain = TestServer::builder()
+        .redis(&redis.url(), Duration::from_secs(5))
+        .start()
+        .await;
+    plain.login("warm").await;
+    reset(&redis);
+    plain.login("carol").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let without = round_trips(&redis);
+    let total_without: usize = without.values().sum();
+    println!("round trips of a login without users: {total_without} {without:?}");
+    assert_eq!(without.get("zadd"), None, "{without:?}");
     assert_eq!(
         login.get("zadd"),
         Some(&1),

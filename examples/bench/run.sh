@@ -499,6 +499,19 @@ elif [ "$PROFILE" = 1 ]; then
 fi
 
 log "writing the report"
+# Users: "log out everywhere" of one user's USERS_SESSIONS (100) sessions on two demo processes
+# on one Redis and on one PostgreSQL (each skipped without its server), USERS_ROUNDS (20)
+# rounds; USERS (1), 0 skips it.
+if [ "${USERS:-1}" = 1 ]; then
+    log "users: log out everywhere"
+    cargo build --release -p session-bench --bin users_bench
+    cargo build --release -p session-workspace --example login_logout
+    LOGIN_LOGOUT_BIN="$TARGET_DIR/release/examples/login_logout" \
+        "$TARGET_DIR/release/users_bench" --rounds "${USERS_ROUNDS:-20}" \
+        --sessions "${USERS_SESSIONS:-100}" --out "$RESULTS" \
+        || log "users_bench failed; the report goes on without it"
+fi
+
 "$REPORT" --results "$RESULTS" --markdown "${REPORT_MD:-$BENCH/REPORT.md}" \
     --svg "${REPORT_SVG:-$BENCH/bench.svg}" "${PROFILE_ARGS[@]}"
 log "done: examples/bench/REPORT.md, examples/bench/bench.svg, examples/bench/results.jsonl"

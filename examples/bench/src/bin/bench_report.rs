@@ -158,6 +158,8 @@ struct Report<'a> {
     /// Closed-loop rows in the order they are shown.
     order: Vec<(String, String)>,
     profiles: Vec<Profile>,
+    /// `users_bench`'s rows: log out everywhere, timed.
+    users: Vec<&'a Value>,
 }
 
 /// Instructions per event of one server variant, by function (inclusive), from callgrind.
@@ -297,7 +299,12 @@ impl<'a> Report<'a> {
         let mut groups: BTreeMap<(String, String, String), Group<'a>> = BTreeMap::new();
         let mut meta = None;
         let mut later = Vec::new();
+        let mut users = Vec::new();
         for r in runs {
+            if r["kind"] == "users" {
+                users.push(r);
+                continue;
+            }
             if r["kind"] == "meta" {
                 match meta {
                     None => meta = Some(r),
@@ -326,6 +333,7 @@ impl<'a> Report<'a> {
             groups,
             order,
             profiles: Vec::new(),
+            users,
         }
     }
 
@@ -722,6 +730,7 @@ impl<'a> Report<'a> {
             );
         }
         self.expiry_section(&mut md);
+        self.users_section(&mut md);
         if let Some(a) = attach {
             let _ = writeln!(
                 md,
@@ -1295,6 +1304,27 @@ impl Report<'_> {
 
     /// What the expiry machinery costs an idle session: the same server with and without
     /// `Expiry::OnInactivity` (`run.sh`: labels `expiry/off` and `expiry/on`).
+    fn users_section(&self, md: &mut String) {
+        if self.users.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "\n## Users: log out everywhere\n");
+        let _ = writeln!(md, "`users_bench`: one user logged in N times, one websocket per session, alternating between two demo processes (release) on one store; `POST /logout/everywhere` from one of them. The time runs from sending the request to the last socket's `session:gone` (`logged out everywhere`), over the rounds.\n");
+        let _ = writeln!(md, "| store | sessions | nodes | median, ms | p99, ms | rounds |\n|---|---:|---:|---:|---:|---:|");
+        for r in &self.users {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                r["store"].as_str().unwrap_or("?"),
+                r["sessions"],
+                r["nodes"],
+                fmt(r["last_push_ms"]["median"].as_f64(), 1),
+                fmt(r["last_push_ms"]["p99"].as_f64(), 1),
+                r["rounds"]
+            );
+        }
+    }
+
     fn expiry_section(&self, md: &mut String) {
         let (Some(off), Some(on)) = (
             self.group("idle", "expiry/off", "incr"),

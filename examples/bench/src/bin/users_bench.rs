@@ -74,10 +74,16 @@ async fn round(urls: &[String; 2], user: &str, sessions: usize) -> Duration {
     let (status, body) = users[0].http.raw("POST", "/logout/everywhere", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ended"], json!(sessions), "{body}");
-    let arrivals = join_all(sockets.iter().map(|s| async move {
+    let arrivals = join_all(sockets.iter().enumerate().map(|(i, s)| async move {
         s.next_event(session_runtime::GONE_EVENT)
             .await
-            .expect("every socket is pushed gone");
+            .unwrap_or_else(|| {
+                panic!(
+                    "socket {i} (node {}) never pushed gone: heard {:?}",
+                    i % 2,
+                    s.heard("disconnect")
+                )
+            });
         started.elapsed()
     }))
     .await;
