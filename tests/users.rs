@@ -44,6 +44,7 @@ on_all!(
     log_out_others_and_everywhere_reach_every_socket_of_the_user_and_no_other,
     counts_stay_exact_after_rotations_logouts_and_user_changes,
     counts_stay_exact_after_expiries,
+    a_hundred_sessions_on_two_nodes_are_all_pushed,
 );
 
 /// Two nodes on a fresh database of `kind`, or one node twice (no database): `None`
@@ -188,6 +189,41 @@ async fn log_out_others_and_everywhere_reach_every_socket_of_the_user_and_no_oth
     assert_eq!(bob_a.ack("whoami", vec![]).await, json!({ "user": "bob" }));
     assert_eq!(bob_a.ack("incr", vec![]).await, json!(1));
     assert_eq!(devices(&bob).await, json!({ "sessions": 1, "sockets": 1 }));
+}
+
+/// "Log out everywhere" of a user with 100 sessions, a socket each, alternating between the
+/// nodes: every socket is pushed. The burst of 200 adapter messages it makes once
+/// overflowed the subscriber's 32-message queue on the other node, and a push was lost.
+async fn a_hundred_sessions_on_two_nodes_are_all_pushed(kind: Option<Kind>) {
+    const SESSIONS: usize = 100;
+    let Some(nodes) = Nodes::start(kind, &[]) else {
+        return;
+    };
+    let (a, b) = nodes.pair();
+    let on = |i: usize| if i % 2 == 0 { a } else { b };
+    let users = join_all((0..SESSIONS).map(|i| on(i).login("carol"))).await;
+    let sockets = join_all(
+        users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| on(i).raw_socket_of(u)),
+    )
+    .await;
+    // Each socket answers an event once it is in its rooms.
+    join_all(sockets.iter().map(|s| s.ack("whoami", vec![]))).await;
+    let (status, body) = users[0].http.raw("POST", "/logout/everywhere", None).await;
+    assert_eq!((status, body), (200, json!({ "ended": SESSIONS })));
+    // Loss, not speed, is the point here (`users_bench` times it): a generous bound.
+    let pushed = join_all(
+        sockets
+            .iter()
+            .map(|s| s.next_event_within(GONE_EVENT, Duration::from_secs(5))),
+    )
+    .await;
+    let missed: Vec<_> = (0..SESSIONS)
+        .filter(|&i| pushed[i] != Some(json!({ "reason": EVERYWHERE })))
+        .collect();
+    assert!(missed.is_empty(), "sockets never pushed: {missed:?}");
 }
 
 /// A rotation (`POST /login` again), a logout over HTTP, and a change of user over a socket

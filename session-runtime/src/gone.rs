@@ -137,7 +137,9 @@ enum Reach {
 
 /// Where a push goes: a socket.io server, its adapter type erased.
 trait PushTarget: Send + Sync + 'static {
-    fn push<'a>(&'a self, room: String, push: Push, reach: Reach) -> BoxFuture<'a, ()>;
+    /// Tells the sockets of every room of `rooms` (session rooms), in one adapter message
+    /// per namespace for all of them.
+    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, ()>;
 
     /// Whether a socket of this node is in `room`, in any namespace.
     fn has_local(&self, room: &str) -> bool;
@@ -167,12 +169,12 @@ struct Push {
 }
 
 impl<A: Adapter> PushTarget for SocketIo<A> {
-    fn push<'a>(&'a self, room: String, push: Push, reach: Reach) -> BoxFuture<'a, ()> {
+    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let data = serde_json::json!({ "reason": push.reason });
             let event = push.event;
             let select = |op: socketioxide::operators::BroadcastOperators<A>| {
-                let op = op.to(room.clone());
+                let op = op.to(rooms.clone());
                 match reach {
                     Reach::AllNodes => op,
                     Reach::ThisNode => op.local(),
@@ -192,11 +194,11 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
                     select(op).disconnect().await.map_err(|err| err.to_string())
                 } else {
                     if reach == Reach::ThisNode && push.user_room.is_none() {
-                        leave_user_rooms(op.clone().local().to(room.clone()).sockets());
+                        leave_user_rooms(op.clone().local().to(rooms.clone()).sockets());
                     }
-                    let mut rooms = vec![room.clone()];
-                    rooms.extend(push.user_room.clone());
-                    select(op).leave(rooms).await.map_err(|err| err.to_string())
+                    let mut leave = rooms.clone();
+                    leave.extend(push.user_room.clone());
+                    select(op).leave(leave).await.map_err(|err| err.to_string())
                 };
                 if let Err(err) = after {
                     tracing::warn!(%ns, %err, "could not take a session's sockets out of its room");
@@ -404,18 +406,31 @@ impl Lifecycle {
     /// apply the policy (they leave the session's room and the user's, or are disconnected).
     /// Bounded: a hung adapter does not hold the caller.
     pub(crate) async fn ended(&self, id: Id, reason: &'static str, user: Option<&UserKey>) {
-        self.forget(id);
-        self.push(id, reason, Reach::AllNodes, user).await;
+        self.ended_all(&[id], reason, user).await;
     }
 
-    async fn push(&self, id: Id, reason: &'static str, reach: Reach, user: Option<&UserKey>) {
+    /// Sessions `ids`, all of `user`, have ended (`reason`): as [`Lifecycle::ended`], in one
+    /// push for all. A push per session would send two adapter messages each, a burst that
+    /// the other nodes' subscribers may not keep up with.
+    pub(crate) async fn ended_all(&self, ids: &[Id], reason: &'static str, user: Option<&UserKey>) {
+        for id in ids {
+            self.forget(*id);
+        }
+        self.push(ids, reason, Reach::AllNodes, user).await;
+    }
+
+    async fn push(&self, ids: &[Id], reason: &'static str, reach: Reach, user: Option<&UserKey>) {
+        if ids.is_empty() {
+            return;
+        }
         let Some(target) = self.target.get() else {
             self.check_wiring(true);
             return;
         };
         let push = self.push_of(reason, user);
         let event = push.event;
-        match tokio::time::timeout(PUSH_LIMIT, target.push(self.room(id), push, reach)).await {
+        let rooms = ids.iter().map(|id| self.room(*id)).collect();
+        match tokio::time::timeout(PUSH_LIMIT, target.push(rooms, push, reach)).await {
             Ok(()) => tracing::debug!(reason, "pushed `{event}` to the session's sockets"),
             Err(_) => tracing::warn!(
                 reason,
@@ -646,7 +661,7 @@ impl Expiries {
                 let room = lifecycle.room(id);
                 let target = lifecycle.target.get();
                 if target.is_some_and(|t| t.has_local(&room)) {
-                    lifecycle.push(id, EXPIRED, Reach::ThisNode, None).await;
+                    lifecycle.push(&[id], EXPIRED, Reach::ThisNode, None).await;
                 }
             }
             let _ = tx.send(Timer::Checked(id, at));

@@ -545,27 +545,32 @@ impl SocketSessions {
             .into_iter()
             .filter(|id| Some(*id) != keep)
             .map(|id| self.end_one(tracking, &key, id));
-        let ended = futures_util::future::join_all(ends).await;
-        let mut count = 0;
+        let results = futures_util::future::join_all(ends).await;
+        let mut ended = Vec::with_capacity(results.len());
         let mut failure = None;
-        for result in ended {
+        for result in results {
             match result {
-                Ok(()) => count += 1,
+                Ok(id) => ended.push(id),
                 Err(err) => failure = Some(err),
             }
         }
+        // One push for them all, once every record is gone.
+        self.lifecycle()
+            .ended_all(&ended, LOGGED_OUT_EVERYWHERE, Some(&key))
+            .await;
         match failure {
             Some(err) => Err(err),
-            None => Ok(count),
+            None => Ok(ended.len()),
         }
     }
 
+    /// Ends session `id` of `key` in the store and the index; the caller pushes.
     async fn end_one(
         &self,
         tracking: &Tracking,
         key: &UserKey,
         id: Id,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Id, SessionError> {
         let bounds = self.bounds();
         bounds
             .store_call(self.locks().end(id, &**self.store()))
@@ -573,10 +578,7 @@ impl SocketSessions {
         if let Err(err) = tracking.index().remove(key, id, None).await {
             tracing::warn!(error = %err.report(), "could not take an ended session out of its user's index; the next read will");
         }
-        self.lifecycle()
-            .ended(id, LOGGED_OUT_EVERYWHERE, Some(key))
-            .await;
-        Ok(())
+        Ok(id)
     }
 
     /// The members of `key`'s entry whose record names that user now. Members found stale

@@ -188,7 +188,7 @@ use std::{
 use fred::{
     clients::{Client, Pool, SubscriberClient},
     interfaces::ClientLike,
-    prelude::{Builder, Config, ReconnectPolicy},
+    prelude::{Builder, Config, PerformanceConfig, ReconnectPolicy},
     types::{config::ClusterDiscoveryPolicy, RespVersion},
 };
 use socketioxide_redis::{drivers::fred::FredDriver, RedisAdapterCtr};
@@ -508,6 +508,10 @@ impl RedisSessions {
         if let Some(policy) = client.client_reconnect_policy() {
             builder.set_policy(policy);
         }
+        builder.set_performance_config(PerformanceConfig {
+            broadcast_channel_capacity: SUBSCRIBER_QUEUE,
+            ..client.perf_config()
+        });
         let subscriber: SubscriberClient = builder.build_subscriber_client()?;
         let adapter = RedisAdapterCtr::new_with_fred(subscriber.clone()).await?;
         // A restarted Redis or a promoted replica knows none of the subscriptions: subscribe
@@ -517,6 +521,11 @@ impl RedisSessions {
         Ok(adapter)
     }
 }
+
+/// How many messages the adapter's subscriber holds for socketioxide-redis before dropping
+/// the oldest: fred's default (32) lost a push when another node ended a user's 100 sessions
+/// at once; this matches the adapter's own queue behind it (its `stream_buffer`, 1024).
+const SUBSCRIBER_QUEUE: usize = 1024;
 
 /// fred's configuration for [`RedisSessions::connect`].
 fn builder(url: &str) -> Result<Builder, fred::error::Error> {
