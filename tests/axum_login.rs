@@ -40,6 +40,23 @@ async fn socket(url: &str, http: &Http) -> SocketClient {
         .expect("socket")
 }
 
+/// `socket`'s next `event` is refused, the socket is pushed gone, and its session is ended
+/// over HTTP too (`http` is signed out), not only refused.
+async fn refused_and_ended(socket: &SocketClient, event: &str, http: &Http) {
+    let refused = socket.ack(event, vec![]).await;
+    assert!(
+        error_of(&refused).starts_with("not authenticated"),
+        "{event}: {refused}"
+    );
+    let gone = socket
+        .next_event_within(session_runtime::GONE_EVENT, Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|| panic!("{event}: the socket is pushed gone"));
+    assert_eq!(gone, json!({ "reason": "logged out" }));
+    let (_, me) = http.raw("GET", "/me", None).await;
+    assert_eq!(me, json!({ "user": null }));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_axum_login_user_in_socket_handlers_rechecked_and_a_password_change_caught() {
     let (url, backend) = serve().await;
@@ -90,32 +107,9 @@ async fn the_axum_login_user_in_socket_handlers_rechecked_and_a_password_change_
     // After the recheck interval (1 s), the phone's next event is refused and its socket is
     // pushed gone.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let refused = phone_socket.ack("visits", vec![]).await;
-    assert!(
-        error_of(&refused).starts_with("not authenticated"),
-        "{refused}"
-    );
-    let gone = phone_socket
-        .next_event_within(session_runtime::GONE_EVENT, Duration::from_secs(1))
-        .await
-        .expect("the phone's socket is pushed gone");
-    assert_eq!(gone, json!({ "reason": "logged out" }));
-    // Ended, not only refused: over HTTP the phone is signed out too.
-    let (_, me) = phone.raw("GET", "/me", None).await;
-    assert_eq!(me, json!({ "user": null }));
+    refused_and_ended(&phone_socket, "visits", &phone).await;
     // A `readonly` event holds no lock, yet ends the session alike.
-    let refused = tablet_socket.ack("whoami", vec![]).await;
-    assert!(
-        error_of(&refused).starts_with("not authenticated"),
-        "{refused}"
-    );
-    let gone = tablet_socket
-        .next_event_within(session_runtime::GONE_EVENT, Duration::from_secs(1))
-        .await
-        .expect("the tablet's socket is pushed gone");
-    assert_eq!(gone, json!({ "reason": "logged out" }));
-    let (_, me) = tablet.raw("GET", "/me", None).await;
-    assert_eq!(me, json!({ "user": null }));
+    refused_and_ended(&tablet_socket, "whoami", &tablet).await;
 
     // The laptop and bob are untouched.
     assert_eq!(laptop_socket.ack("visits", vec![]).await, json!(1));
