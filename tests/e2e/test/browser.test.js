@@ -180,38 +180,21 @@ if (missing) {
     try {
       await browser.clearCookies();
       const signIn = async (context) => {
-        const page = await context.newPage();
-        page.setDefaultTimeout(TIMEOUT_MS);
-        const errors = [];
-        page.on("pageerror", (err) => errors.push(err.message));
-        await stayOnLoopback(page);
-        await page.goto(server.url + "/");
-        await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
-        await page.fill("#user", "pat");
-        await page.click("#http-login");
-        await page.locator("#view-user").filter({ hasText: /^pat$/ }).waitFor();
-        await page.locator("#entries li").filter({ hasText: /connected$/ }).nth(1).waitFor();
-        pages.push(page);
-        return { page, errors };
+        const signedIn = await signedInPage(context, server.url, "pat");
+        pages.push(signedIn.page);
+        return signedIn;
       };
       const laptop = await signIn(browser);
       const phone = await signIn(other);
       await laptop.page.click("#http-refresh");
       await laptop.page.locator("#view-devices").filter({ hasText: /^signed in on 2 devices$/ }).waitFor();
 
-      await phone.page.evaluate(() => {
-        new MutationObserver((_, observer) => {
-          if (document.getElementById("entries").textContent.includes("session:gone")) {
-            window.goneAt = Date.now();
-            observer.disconnect();
-          }
-        }).observe(document.getElementById("entries"), { childList: true });
-      });
+      await watchGone(phone.page);
       const clicked = Date.now();
       await laptop.page.click("#http-logout-others");
       await laptop.page.locator("#entries li").filter({ hasText: 'POST /logout/others → 200 {"ended":1}' }).waitFor();
       await phone.page.locator("#entries li").filter({ hasText: 'session:gone {"reason":"logged out everywhere"}' }).waitFor();
-      const late = (await phone.page.evaluate(() => window.goneAt)) - clicked;
+      const late = (await goneAt(phone.page)) - clicked;
       console.log(`lateness: browser, log out other devices: shown ${late} ms after the click`);
       assert.ok(late <= 1_000, `the other browser showed session:gone ${late} ms after the click`);
       await phone.page.locator("#view-user").filter({ hasText: "(logged out)" }).waitFor();
@@ -238,20 +221,45 @@ if (missing) {
   async function idlePage(user) {
     // Both demos are 127.0.0.1: cookies don't tell ports apart, so start from none.
     await browser.clearCookies();
-    const page = await browser.newPage();
+    const { page, errors } = await signedInPage(browser, idleServer.url, user);
+    return { page, pageErrors: errors };
+  }
+
+  /**
+   * A new page of `context` on the demo at `url`, on loopback only, logged in as `user` through
+   * its form and its socket reconnected with the new cookie; `errors` collects its page errors.
+   */
+  async function signedInPage(context, url, user) {
+    const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT_MS);
-    const pageErrors = [];
-    page.on("pageerror", (err) => pageErrors.push(err.message));
+    const errors = [];
+    page.on("pageerror", (err) => errors.push(err.message));
     await stayOnLoopback(page);
-    await page.goto(idleServer.url + "/");
+    await page.goto(url + "/");
     await page.locator("#view-socket").filter({ hasText: "connected (websocket)" }).waitFor();
     await page.fill("#user", user);
     await page.click("#http-login");
     await page.locator("#view-user").filter({ hasText: new RegExp(`^${user}$`) }).waitFor();
-    // Reconnected with the new cookie.
     await page.locator("#entries li").filter({ hasText: /connected$/ }).nth(1).waitFor();
-    return { page, pageErrors };
+    return { page, errors };
   }
+
+  /**
+   * From now on `page` notes when `session:gone` first shows in its log, by the page's clock
+   * (the same as this process's): `goneAt(page)` reads it.
+   */
+  async function watchGone(page) {
+    await page.evaluate(() => {
+      new MutationObserver((_, observer) => {
+        if (document.getElementById("entries").textContent.includes("session:gone")) {
+          window.goneAt = Date.now();
+          observer.disconnect();
+        }
+      }).observe(document.getElementById("entries"), { childList: true });
+    });
+  }
+
+  const goneAt = (page) => page.evaluate(() => window.goneAt);
 
   test("a page active only over its socket keeps its cookie: reloaded after 3 windows, still logged in", { timeout: 120_000 }, async () => {
     const { page, pageErrors } = await idlePage("dora");
@@ -293,18 +301,10 @@ if (missing) {
     // The login's answer has come: the session expires at most a window from now.
     const loggedIn = Date.now();
     try {
-      // When the log line appears, by the page's clock (the same as this process's).
-      await page.evaluate(() => {
-        new MutationObserver((_, observer) => {
-          if (document.getElementById("entries").textContent.includes("session:gone")) {
-            window.goneAt = Date.now();
-            observer.disconnect();
-          }
-        }).observe(document.getElementById("entries"), { childList: true });
-      });
+      await watchGone(page);
       await new Promise((resolve) => setTimeout(resolve, 1.5 * WINDOW_MS));
       await page.locator("#entries li").filter({ hasText: 'session:gone {"reason":"expired"}' }).waitFor();
-      const late = (await page.evaluate(() => window.goneAt)) - loggedIn - WINDOW_MS;
+      const late = (await goneAt(page)) - loggedIn - WINDOW_MS;
       console.log(`lateness: browser, expiry: at most ${late} ms after the expiry`);
       assert.ok(late <= 1_000, `session:gone shown ${late} ms after the session expired`);
       await page.locator("#view-user").filter({ hasText: "(logged out)" }).waitFor();
