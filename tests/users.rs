@@ -200,7 +200,7 @@ async fn a_hundred_sessions_on_two_nodes_are_all_pushed(kind: Option<Kind>) {
         return;
     };
     let (a, b) = nodes.pair();
-    let on = |i: usize| if i % 2 == 0 { a } else { b };
+    let on = |i: usize| if i.is_multiple_of(2) { a } else { b };
     let users = join_all((0..SESSIONS).map(|i| on(i).login("carol"))).await;
     let sockets = join_all(
         users
