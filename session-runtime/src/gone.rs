@@ -12,6 +12,11 @@
 //!   when it fires, the node reloads the record first, so a session another node extended is
 //!   never pushed gone.
 //!
+//! And one catch-up: a push from another node is lost while this node's listener for their
+//! messages is away (a reconnection). When it is back ([`SessionLocks::listener_returns`]),
+//! [`Lifecycle::sweep`] checks the sessions of this node's sockets against the store and
+//! pushes those that ended meanwhile.
+//!
 //! Room names travel to other nodes (a Redis adapter publishes them) and show up in the
 //! adapter's room lists, so they carry a keyed hash of the session id, never the id itself:
 //! whoever reads them can neither take over a session nor tell whether two rooms of different
@@ -40,6 +45,7 @@ use tower_sessions::{
 };
 
 use crate::{
+    locks::SessionLocks,
     users::{Change, Tracking, UserKey, Users},
     OnGone, SessionError, GONE_EVENT,
 };
@@ -59,6 +65,13 @@ pub(crate) const MIN_SECRET_LEN: usize = 32;
 /// The protocol promises the push within 1 s; a broadcast that takes longer (a hung adapter)
 /// has broken that promise, and holding the HTTP response for it helps nobody.
 const PUSH_LIMIT: Duration = Duration::from_secs(1);
+
+/// A sweep asks the store about this many sessions at a time.
+const SWEEP_BATCH: usize = 500;
+/// A sweep's batch is asked this many times at most, the first pause 100 ms and doubling: the
+/// store's connections may come back a little after the listener's.
+const SWEEP_ATTEMPTS: u32 = 5;
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
 
 /// The reason pushed when a session is deleted (`flush`).
 pub(crate) const LOGGED_OUT: &str = "logged out";
@@ -281,6 +294,11 @@ pub(crate) struct Lifecycle {
     users: Option<Arc<Tracking>>,
     /// Set once the missing-wiring error has been logged.
     warned: std::sync::atomic::AtomicBool,
+    /// The locks whose listener's returns start a sweep (see [`Lifecycle::sweep`]), given with
+    /// the server to push through.
+    sweeps: OnceLock<Arc<dyn SessionLocks>>,
+    /// Set once the task that waits for those returns runs.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Lifecycle {
@@ -313,6 +331,8 @@ impl Lifecycle {
             expiries: OnceLock::new(),
             touching: Mutex::default(),
             warned: Default::default(),
+            sweeps: OnceLock::new(),
+            sweeping: Default::default(),
         }
     }
 
@@ -356,12 +376,96 @@ impl Lifecycle {
         self.key.room(id)
     }
 
-    /// Pushes through `io` from now on. The first server given wins: one `SocketSessions`
+    /// Pushes through `io` from now on, and sweeps this node's sessions each time the
+    /// listener of `locks` comes back. The first server given wins: one `SocketSessions`
     /// serves one socket.io server.
-    pub(crate) fn push_through<A: Adapter>(&self, io: SocketIo<A>) {
+    pub(crate) fn push_through<A: Adapter>(
+        self: &Arc<Self>,
+        io: SocketIo<A>,
+        locks: Arc<dyn SessionLocks>,
+    ) {
         if self.target.set(Arc::new(io)).is_err() {
             tracing::debug!("`SocketSessions` already pushes through a socket.io server");
+            return;
         }
+        let _ = self.sweeps.set(locks);
+        if self.expiries.get().is_some() {
+            self.start_sweeps();
+        }
+    }
+
+    /// Starts, once, the task that asks for a sweep each time the listener of the locks
+    /// comes back: from the first socket's timers, or from [`Lifecycle::push_through`] if
+    /// sockets came first. Without a runtime here, the first socket starts it.
+    fn start_sweeps(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        let Some(locks) = self.sweeps.get() else {
+            return;
+        };
+        let Some(mut returns) = locks.listener_returns() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        returns.mark_unchanged();
+        let lifecycle = Arc::downgrade(self);
+        let locks = locks.clone();
+        runtime.spawn(async move {
+            while returns.changed().await.is_ok() {
+                let Some(lifecycle) = lifecycle.upgrade() else {
+                    return;
+                };
+                lifecycle.send(Timer::Sweep(locks.clone()));
+            }
+        });
+    }
+
+    /// Checks `ids`, the sessions with sockets on this node, against the store, and pushes
+    /// those that ended to their sockets here. The listener for the other nodes' messages
+    /// was away: a push of theirs meanwhile was lost, and the end it told of is found here
+    /// instead, as an absent (or expired) record.
+    async fn sweep(self: Arc<Self>, ids: Vec<Id>, locks: Arc<dyn SessionLocks>) {
+        let mut gone = Vec::new();
+        for batch in ids.chunks(SWEEP_BATCH) {
+            let mut pause = SWEEP_PAUSE;
+            let mut attempt = 1;
+            let live = loop {
+                let asked = tokio::time::timeout(PUSH_LIMIT * 3, locks.live(batch, &*self.store));
+                let err = match asked.await {
+                    Ok(Ok(live)) if live.len() == batch.len() => break live,
+                    Ok(Ok(live)) => format!("{} answers for {} sessions", live.len(), batch.len()),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => format!("no answer within {:?}", PUSH_LIMIT * 3),
+                };
+                if attempt == SWEEP_ATTEMPTS {
+                    tracing::warn!(%err, sessions = batch.len(), "could not check this node's sessions after the listener came back; pushes lost meanwhile stay lost");
+                    return;
+                }
+                tracing::debug!(%err, attempt, "could not check this node's sessions; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            };
+            gone.extend(
+                batch
+                    .iter()
+                    .zip(live)
+                    .filter_map(|(id, live)| (!live).then_some(*id)),
+            );
+        }
+        tracing::info!(
+            checked = ids.len(),
+            ended = gone.len(),
+            "checked this node's sessions after the listener for the other nodes came back"
+        );
+        for id in &gone {
+            self.forget(*id);
+        }
+        self.push(&gone, LOGGED_OUT, Reach::ThisNode, None).await;
     }
 
     /// Reports, once, a wiring that leaves sockets deaf to the end of their session: no
@@ -441,6 +545,9 @@ impl Lifecycle {
 
     /// The expiry timers' task, started with the first socket.
     fn timers(self: &Arc<Self>) -> &mpsc::UnboundedSender<Timer> {
+        if let Some(tx) = self.expiries.get() {
+            return tx;
+        }
         self.expiries.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let expiries = Expiries {
@@ -452,7 +559,9 @@ impl Lifecycle {
             };
             tokio::spawn(expiries.run());
             tx
-        })
+        });
+        self.start_sweeps();
+        self.expiries.get().expect("initialised above")
     }
 
     fn send(&self, timer: Timer) {
@@ -462,11 +571,11 @@ impl Lifecycle {
         }
     }
 
-    /// A socket of session `id` arrived on this node: its session's expiry is watched until
-    /// the returned guard drops. `at` is the expiry if the settings know it (`AtDateTime`);
-    /// otherwise the timer reloads the record to learn it.
-    pub(crate) fn watch(self: &Arc<Self>, id: Id, at: Option<OffsetDateTime>) -> ExpiryWatch {
-        let _ = self.timers().send(Timer::Watch(id, at));
+    /// A socket of session `id` arrived on this node: its session is known here (for
+    /// [`Lifecycle::sweep`]), and its expiry watched as `expires` says, until the returned
+    /// guard drops.
+    pub(crate) fn watch(self: &Arc<Self>, id: Id, expires: Expires) -> ExpiryWatch {
+        let _ = self.timers().send(Timer::Watch(id, expires));
         ExpiryWatch {
             id,
             lifecycle: Arc::downgrade(self),
@@ -524,14 +633,27 @@ impl Drop for ExpiryWatch {
     }
 }
 
+/// When a watched session's record expires.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Expires {
+    /// At this instant, as the settings say (`AtDateTime`).
+    At(OffsetDateTime),
+    /// When its record says (`OnInactivity`): the timer reloads it to learn when.
+    Unknown,
+    /// Not of itself (no expiry set): it ends by a logout, which is pushed anyway.
+    Never,
+}
+
 /// What the timers' task is told.
 enum Timer {
-    Watch(Id, Option<OffsetDateTime>),
+    Watch(Id, Expires),
     Unwatch(Id),
     Moved(Id, OffsetDateTime),
     Forget(Id),
     /// A check found the record alive until this instant (or gone: `None`).
     Checked(Id, Option<OffsetDateTime>),
+    /// The listener of these locks came back: check every session watched here.
+    Sweep(Arc<dyn SessionLocks>),
 }
 
 /// One session watched on this node.
@@ -583,8 +705,9 @@ impl Expiries {
                         at: None,
                     });
                     match at {
-                        Some(at) => self.schedule(id, at),
-                        None => self.check(id),
+                        Expires::At(at) => self.schedule(id, at),
+                        Expires::Unknown => self.check(id),
+                        Expires::Never => {}
                     }
                 }
             },
@@ -615,6 +738,12 @@ impl Expiries {
             }
             Timer::Checked(id, None) => {
                 self.sessions.remove(&id);
+            }
+            Timer::Sweep(locks) => {
+                if let Some(lifecycle) = self.lifecycle.upgrade() {
+                    let ids = self.sessions.keys().copied().collect();
+                    tokio::spawn(lifecycle.sweep(ids, locks));
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ use tower_sessions::{
 };
 
 use crate::{
-    gone::{ExpiryWatch, LOGGED_OUT},
+    gone::{Expires, ExpiryWatch, LOGGED_OUT},
     locks::{LeaseWrite, SessionLockGuard},
     session::Shared,
     users::Change,
@@ -127,15 +127,17 @@ impl SessionHandle {
         sessions: SocketSessions,
     ) -> Self {
         let socket: Arc<dyn SessionSocket> = socket.clone();
-        // Only a session with an expiry of its own is watched: others live as long as the
-        // store keeps them, and end by a logout, which is pushed anyway.
-        let watch = match (id, expiry) {
-            (Some(id), Some(Expiry::OnInactivity(_))) => Some(sessions.lifecycle().watch(id, None)),
-            (Some(id), Some(Expiry::AtDateTime(at))) => {
-                Some(sessions.lifecycle().watch(id, Some(at)))
-            }
-            _ => None,
-        };
+        // Only a session with an expiry of its own has a timer: others live as long as the
+        // store keeps them, and end by a logout, which is pushed anyway. All are known to the
+        // node, for the sweep after its listener comes back.
+        let watch = id.map(|id| {
+            let expires = match expiry {
+                Some(Expiry::OnInactivity(_)) => Expires::Unknown,
+                Some(Expiry::AtDateTime(at)) => Expires::At(at),
+                _ => Expires::Never,
+            };
+            sessions.lifecycle().watch(id, expires)
+        });
         Self {
             inner: Arc::new(SocketState {
                 id,

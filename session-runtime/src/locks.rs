@@ -117,7 +117,112 @@ pub trait SessionLocks: Send + Sync + 'static {
             store.delete(&id).await.map_err(SessionError::Store)
         })
     }
+
+    /// Ticks each time this backend's listener for the other nodes' messages is back (connected
+    /// and subscribed again) after an outage, during which their messages, pushes of
+    /// `session:gone` among them, were lost. [`SocketSessions`](crate::SocketSessions) then
+    /// checks the sessions of this node's sockets against the store ([`SessionLocks::live`])
+    /// and pushes those that ended meanwhile.
+    ///
+    /// The default, `None`, is right for locks of one process: no message crosses nodes.
+    ///
+    /// ```
+    /// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
+    ///
+    /// assert!(LocalSessionLocks::default().listener_returns().is_none());
+    /// ```
+    fn listener_returns(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Whether each of `ids` (in order) still has a record in `store` that has not expired, in
+    /// as few round trips as the backend allows: the check after
+    /// [`SessionLocks::listener_returns`]. The default loads the records, concurrently.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] when the store cannot answer.
+    ///
+    /// ```
+    /// use session_runtime::locks::{LocalSessionLocks, SessionLocks};
+    /// use tower_sessions::{session::{Id, Record}, MemoryStore, SessionStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = MemoryStore::default();
+    /// let mut record = Record {
+    ///     id: Id::default(),
+    ///     data: Default::default(),
+    ///     expiry_date: tower_sessions::cookie::time::OffsetDateTime::now_utc()
+    ///         + tower_sessions::cookie::time::Duration::hours(1),
+    /// };
+    /// store.create(&mut record).await.unwrap();
+    /// let locks = LocalSessionLocks::default();
+    /// let live = locks.live(&[record.id, Id::default()], &store).await;
+    /// assert_eq!(live.unwrap(), [true, false]);
+    /// # }
+    /// ```
+    fn live<'a>(&'a self, ids: &'a [Id], store: &'a dyn SessionStore) -> LiveFuture<'a> {
+        Box::pin(async move {
+            let now = tower_sessions::cookie::time::OffsetDateTime::now_utc();
+            let loads = ids.iter().map(|id| store.load(id));
+            let records = futures_util::future::try_join_all(loads)
+                .await
+                .map_err(SessionError::Store)?;
+            Ok(records
+                .into_iter()
+                .map(|record| record.is_some_and(|r| r.expiry_date > now))
+                .collect())
+        })
+    }
 }
+
+/// What a backend's [`SessionLocks::listener_returns`] hands out: ticked when its listener is
+/// back, and when the database answers this node's locks again after it could not reach them
+/// (its messages may have been lost in that time even if the listener never noticed).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) struct Returns {
+    ticks: tokio::sync::watch::Sender<u64>,
+    unreachable: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl Returns {
+    pub(crate) fn new() -> Self {
+        Self {
+            ticks: tokio::sync::watch::Sender::new(0),
+            unreachable: Default::default(),
+        }
+    }
+
+    pub(crate) fn sender(&self) -> tokio::sync::watch::Sender<u64> {
+        self.ticks.clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ticks.subscribe()
+    }
+
+    /// The database did not answer a lock of this node.
+    pub(crate) fn failed(&self) {
+        self.unreachable
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The database answered a lock of this node: a tick if it had not before.
+    pub(crate) fn answered(&self) {
+        if self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .unreachable
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.ticks.send_modify(|round| *round += 1);
+        }
+    }
+}
+
+/// A boxed future, as returned by [`SessionLocks::live`]: one answer per id.
+pub type LiveFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<bool>, SessionError>> + Send + 'a>>;
 
 /// Proof that a session's lock is held; dropping it releases the lock.
 ///

@@ -513,7 +513,9 @@ impl SocketSessions {
     ///     .layer(sessions.lock_layer(io)); // outside the session layer
     /// ```
     pub fn lock_layer<A: Adapter>(&self, io: SocketIo<A>) -> SessionLockLayer {
-        self.inner.lifecycle.push_through(io);
+        self.inner
+            .lifecycle
+            .push_through(io, self.inner.locks.clone());
         SessionLockLayer::new(
             self.inner.locks.clone(),
             self.inner.timeouts,

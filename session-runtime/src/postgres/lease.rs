@@ -8,7 +8,7 @@ use std::{
 };
 
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 use tower_sessions::{
     cookie::time::OffsetDateTime,
     session::{Id, Record},
@@ -22,8 +22,8 @@ use super::{
 };
 use crate::{
     locks::{
-        LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
-        SessionLocks,
+        LeaseFuture, LeaseWrite, LiveFuture, LocalSessionLocks, LockFuture, SessionLease,
+        SessionLockGuard, SessionLocks,
     },
     SessionError,
 };
@@ -139,7 +139,12 @@ impl PostgresSessionLocks {
     async fn acquire(&self, id: &Id, token: &str) -> Result<Option<Vec<u8>>, SessionError> {
         let mut pause = FIRST_PAUSE;
         loop {
-            match ask(&self.shared, id, token, millis(self.lease)).await {
+            let asked = ask(&self.shared, id, token, millis(self.lease)).await;
+            match &asked {
+                Ok(_) => self.shared.returns.answered(),
+                Err(_) => self.shared.returns.failed(),
+            }
+            match asked {
                 Ok((true, _, record)) => return Ok(record),
                 Ok((false, left_ms, _)) => {
                     let left = Duration::from_millis(left_ms.max(1) as u64);
@@ -202,6 +207,32 @@ fn jittered(pause: Duration) -> Duration {
 }
 
 impl SessionLocks for PostgresSessionLocks {
+    /// Ticks each time the listener of an adapter from
+    /// [`PostgresSessions::adapter`](super::PostgresSessions::adapter) is back after its
+    /// connection died, and when the database answers this node's leases again after failing
+    /// them.
+    fn listener_returns(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.shared.returns.subscribe())
+    }
+
+    /// One statement for all of `ids`.
+    fn live<'a>(&'a self, ids: &'a [Id], _: &'a dyn SessionStore) -> LiveFuture<'a> {
+        Box::pin(async move {
+            let wanted: Vec<String> = ids.iter().map(Id::to_string).collect();
+            let found: Vec<String> = sqlx::query_scalar(
+                r#"SELECT id FROM "tower_sessions"."session"
+                WHERE id = ANY($1) AND expiry_date > $2"#,
+            )
+            .bind(&wanted)
+            .bind(OffsetDateTime::now_utc())
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|err| SessionError::Store(backend(err)))?;
+            let found: std::collections::HashSet<String> = found.into_iter().collect();
+            Ok(wanted.iter().map(|id| found.contains(id)).collect())
+        })
+    }
+
     /// Deletes the lease and the record in one statement, at once: a holder, even one paused
     /// meanwhile, then finds its lease gone and writes nothing.
     fn end<'a>(&'a self, id: Id, _: &'a dyn SessionStore) -> LeaseFuture<'a> {

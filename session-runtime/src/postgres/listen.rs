@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use socketioxide_postgres::drivers::{Driver, Notification};
 use sqlx::{postgres::PgListener, PgPool};
+use tokio::sync::watch;
 
 /// Serialises the nodes creating the attachment table at start.
 const INIT_LOCK: i64 = 0x005e_5510_e5a7_7ac4;
@@ -19,7 +20,9 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 ///
 /// When that connection dies (the database restarted, the network failed), the listener
 /// connects again every 100 ms until it can and listens to the same channels: what was
-/// notified meanwhile is lost, what comes after is heard.
+/// notified meanwhile is lost, what comes after is heard. Through
+/// [`PostgresSessions::adapter`](super::PostgresSessions::adapter), its locks then hear of
+/// the return, and the node pushes the session ends it missed.
 ///
 /// ```no_run
 /// use session_runtime::postgres::{
@@ -39,6 +42,8 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct ListenNotify {
     pool: PgPool,
+    /// Ticked each time a listener is back after its connection died.
+    returns: watch::Sender<u64>,
 }
 
 impl ListenNotify {
@@ -52,7 +57,13 @@ impl ListenNotify {
     /// # Ok(()) }
     /// ```
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self::ticking(pool, watch::Sender::new(0))
+    }
+
+    /// A driver on `pool` that ticks `returns` each time a listener is back: what was
+    /// notified meanwhile may be lost (see `SessionLocks::listener_returns`).
+    pub(crate) fn ticking(pool: PgPool, returns: watch::Sender<u64>) -> Self {
+        Self { pool, returns }
     }
 }
 
@@ -131,9 +142,9 @@ impl Driver for ListenNotify {
         first
             .listen_all(channels.iter().map(String::as_str))
             .await?;
-        let pool = self.pool.clone();
+        let (pool, returns) = (self.pool.clone(), self.returns.clone());
         let notices = stream::unfold(first, move |mut listener| {
-            let (pool, channels) = (pool.clone(), channels.clone());
+            let (pool, channels, returns) = (pool.clone(), channels.clone(), returns.clone());
             async move {
                 loop {
                     match listener.recv().await {
@@ -152,6 +163,7 @@ impl Driver for ListenNotify {
                             tokio::time::sleep(RECONNECT_PAUSE).await;
                             listener = self::listener(&pool, &channels).await;
                             tracing::info!("listening for the other nodes again");
+                            returns.send_modify(|round| *round += 1);
                         }
                     }
                 }

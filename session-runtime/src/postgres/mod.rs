@@ -89,7 +89,9 @@
 //! success for a write that did not happen; the pool connects again by itself when it is back,
 //! and the listener listens again, so pushes and broadcasts cross nodes again without a
 //! restart. Notifications sent while a node was not listening are lost (as with Redis
-//! pub/sub).
+//! pub/sub), but not the session ends they told of: once the listener is back, the node checks
+//! the sessions of its sockets in one statement per 500 and pushes those that ended
+//! (`SessionLocks::live`).
 //!
 //! # Limits
 //!
@@ -191,6 +193,9 @@ pub(crate) struct Shared {
     held: Mutex<HashMap<Id, Arc<Held>>>,
     /// The cleanup task, aborted with the last handle.
     cleanup: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Ticked when the adapter's listener is back after its connection died, or the database
+    /// answers again: the other nodes' pushes meanwhile may be lost (see `listener_returns`).
+    pub(crate) returns: crate::locks::Returns,
 }
 
 impl Drop for Shared {
@@ -286,6 +291,7 @@ impl PostgresSessions {
             pool,
             held: Mutex::default(),
             cleanup: Mutex::default(),
+            returns: crate::locks::Returns::new(),
         });
         let sessions = Self {
             shared,
@@ -485,7 +491,8 @@ impl PostgresSessions {
     /// ```
     pub fn adapter(&self) -> PostgresAdapterCtr<ListenNotify> {
         let config = PostgresAdapterConfig::new().with_payload_threshold(PAYLOAD_THRESHOLD);
-        PostgresAdapterCtr::new_with_driver(ListenNotify::new(self.shared.pool.clone()), config)
+        let driver = ListenNotify::ticking(self.shared.pool.clone(), self.shared.returns.sender());
+        PostgresAdapterCtr::new_with_driver(driver, config)
     }
 }
 

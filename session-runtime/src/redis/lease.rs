@@ -6,8 +6,11 @@ use std::{
     time::Duration,
 };
 
-use fred::{clients::Client, interfaces::ClientLike};
-use tokio::task::JoinHandle;
+use fred::{
+    clients::Client,
+    interfaces::{ClientLike, KeysInterface as _},
+};
+use tokio::{sync::watch, task::JoinHandle};
 use tower_sessions::{
     session::{Id, Record},
     SessionStore,
@@ -22,8 +25,8 @@ use super::{
 };
 use crate::{
     locks::{
-        LeaseFuture, LeaseWrite, LocalSessionLocks, LockFuture, SessionLease, SessionLockGuard,
-        SessionLocks,
+        LeaseFuture, LeaseWrite, LiveFuture, LocalSessionLocks, LockFuture, SessionLease,
+        SessionLockGuard, SessionLocks,
     },
     SessionError,
 };
@@ -109,6 +112,7 @@ impl RedisSessionLocks {
         loop {
             let client = self.shared.client();
             if !client.is_connected() {
+                self.shared.returns.failed();
                 // fred would queue the script until it reconnects: fail now instead.
                 return Err(SessionError::Lock {
                     source: "not connected to Redis".into(),
@@ -126,6 +130,10 @@ impl RedisSessionLocks {
                     TURNS,
                 )
                 .await;
+            match reply {
+                Ok(_) => self.shared.returns.answered(),
+                Err(_) => self.shared.returns.failed(),
+            }
             match reply {
                 Ok(Acquired::Taken(record)) => {
                     attempt.disarm();
@@ -161,6 +169,31 @@ fn jittered(pause: Duration) -> Duration {
 }
 
 impl SessionLocks for RedisSessionLocks {
+    /// Ticks each time the subscriber of an adapter from
+    /// [`RedisSessions::adapter`](super::RedisSessions::adapter) has reconnected and
+    /// subscribed again, and when Redis answers this node's leases again after failing them.
+    fn listener_returns(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.shared.returns.subscribe())
+    }
+
+    /// One pipeline of `EXISTS`, one per record (Redis drops expired records itself); on a
+    /// Cluster each goes to its slot's node.
+    fn live<'a>(&'a self, ids: &'a [Id], _: &'a dyn SessionStore) -> LiveFuture<'a> {
+        Box::pin(async move {
+            let failed = |err| SessionError::Store(backend(err));
+            let pipeline = self.shared.client().pipeline();
+            for id in ids {
+                let () = pipeline.exists(Keys::of(id).record).await.map_err(failed)?;
+            }
+            pipeline
+                .try_all::<i64>()
+                .await
+                .into_iter()
+                .map(|found| found.map(|n| n > 0).map_err(failed))
+                .collect()
+        })
+    }
+
     /// Deletes the record and the lease in one command, at once: a holder, even one paused
     /// meanwhile, then finds its lease gone and writes nothing.
     fn end<'a>(&'a self, id: Id, _: &'a dyn SessionStore) -> LeaseFuture<'a> {

@@ -247,6 +247,9 @@ pub(crate) struct Shared {
     held: Mutex<HashMap<Id, Arc<Held>>>,
     /// This process among the nodes, for taking turns at a lease: random, never reused.
     node: String,
+    /// Ticked when the adapter's listener is back after its connection died, or the database
+    /// answers again: the other nodes' pushes meanwhile may be lost (see `listener_returns`).
+    pub(crate) returns: crate::locks::Returns,
 }
 
 /// A lease this process holds.
@@ -347,6 +350,7 @@ impl RedisSessions {
                 scripts: Scripts::default(),
                 held: Mutex::default(),
                 node: Id::default().to_string(),
+                returns: crate::locks::Returns::new(),
             }),
             lease: DEFAULT_LEASE,
             replicas: None,
@@ -517,7 +521,7 @@ impl RedisSessions {
         // A restarted Redis or a promoted replica knows none of the subscriptions: subscribe
         // again on every reconnection (not with fred's `manage_subscriptions`, see
         // `resubscribe`).
-        resubscribe::after_reconnections(subscriber);
+        resubscribe::after_reconnections(subscriber, self.shared.returns.sender());
         Ok(adapter)
     }
 }

@@ -13,6 +13,10 @@
 //! and the whole round is retried with backoff until it succeeds (right after a failover the
 //! new master may not take commands yet). Subscribing a connection to a channel it already
 //! has is harmless.
+//!
+//! What was published while the connection was away is lost all the same: each restored round
+//! ticks `returns`, and the sockets' side checks its sessions against the store for the ends
+//! it missed (`SessionLocks::listener_returns`).
 
 use std::time::Duration;
 
@@ -21,15 +25,15 @@ use fred::{
     error::Error,
     interfaces::{EventInterface, PubsubInterface},
 };
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast::error::RecvError, watch};
 
 /// The first pause before a failed round is tried again; it doubles up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
-/// Spawns the task that restores `subscriber`'s subscriptions after each reconnection. It ends
-/// when the client's reconnection events end.
-pub(crate) fn after_reconnections(subscriber: SubscriberClient) {
+/// Spawns the task that restores `subscriber`'s subscriptions after each reconnection and then
+/// ticks `returns`. It ends when the client's reconnection events end.
+pub(crate) fn after_reconnections(subscriber: SubscriberClient, returns: watch::Sender<u64>) {
     let mut reconnections = subscriber.reconnect_rx();
     tokio::spawn(async move {
         loop {
@@ -53,6 +57,7 @@ pub(crate) fn after_reconnections(subscriber: SubscriberClient) {
             if failed > 0 {
                 tracing::info!(failed, "the socket.io adapter's subscriptions are restored");
             }
+            returns.send_modify(|round| *round += 1);
         }
     });
 }

@@ -10,7 +10,7 @@
 //! backend.resume();
 //! ```
 
-use crate::{DemoNode, PostgresServer, RedisServer};
+use crate::{random_key, DemoNode, PostgresServer, RedisServer, Relay};
 
 /// Which database (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,34 @@ impl Backend {
         let mut env = vec![(var, url.as_str())];
         env.extend_from_slice(more);
         DemoNode::start_many(&env)
+    }
+
+    /// Node A on it directly and node B through a new [`Relay`] to it (cut B off alone with
+    /// [`Relay::set`]), sharing one `SESSION_KEY`, with `more` in their environment too.
+    pub fn nodes_one_relayed(&self, more: &[(&str, &str)]) -> (Relay, DemoNode, DemoNode) {
+        let (var, port) = match self {
+            Self::Redis(redis) => ("REDIS_URL", redis.port()),
+            Self::Postgres(pg) => ("DATABASE_URL", pg.port()),
+        };
+        let relay = Relay::start(port);
+        let key = random_key();
+        let start = |name: &str, port: u16| {
+            let url = self.url_on(port);
+            let mut env = vec![(var, url.as_str()), ("SESSION_KEY", key.as_str())];
+            env.extend_from_slice(more);
+            DemoNode::start_named(name, &env)
+        };
+        let a = start("node-a", port);
+        let b = start("node-b", relay.port());
+        (relay, a, b)
+    }
+
+    /// Its URL with `port` in place of its own (a relay's).
+    fn url_on(&self, port: u16) -> String {
+        match self {
+            Self::Redis(_) => format!("redis://127.0.0.1:{port}"),
+            Self::Postgres(_) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        }
     }
 
     /// Whether some node holds a session's lease now (a lease row or key that has not
