@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use session_harness::{PostgresServer, TestServer, TIMEOUT};
+use session_harness::{PostgresServer, RawSocket, TestServer, TIMEOUT};
 
 /// Statements since the last reset, by what they do, leaving out the counting itself.
 fn statements(pg: &PostgresServer) -> BTreeMap<String, u64> {
@@ -40,31 +40,16 @@ fn statements(pg: &PostgresServer) -> BTreeMap<String, u64> {
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autosave_costs_two_statements_and_readonly_one() {
-    let Some(pg) = PostgresServer::start() else {
-        return;
-    };
-    let server = TestServer::builder()
-        .postgres(&pg.url(), Duration::from_secs(5))
-        .start()
-        .await;
-    let alice = server.login("alice").await;
-    let socket = alice.raw_socket().await;
-    // Warm: every connection of the pool has prepared the statements of each event.
+/// `socket`'s events, warmed first (every connection of the pool has prepared the statements
+/// of each), then `N` of each counted against `costs` (statements per event, by kind).
+async fn events_cost(pg: &PostgresServer, socket: &RawSocket, costs: &[(&str, &[(&str, u64)])]) {
     for _ in 0..20 {
-        for event in ["incr", "peek", "whoami"] {
+        for (event, _) in costs {
             let ack = socket.ack(event, vec![]).await;
             assert!(ack.get("error").is_none(), "{event}: {ack}");
         }
     }
-
     const N: u64 = 20;
-    let costs: [(&str, &[(&str, u64)]); 3] = [
-        ("incr", &[("acquire", 1), ("write", 1)]),
-        ("peek", &[("acquire", 1), ("write", 1)]),
-        ("whoami", &[("load", 1)]),
-    ];
     for (event, per_event) in costs {
         pg.reset_statements();
         for _ in 0..N {
@@ -77,11 +62,54 @@ async fn autosave_costs_two_statements_and_readonly_one() {
             .collect();
         // A lease released in the background (`peek`) may still be on its way.
         let deadline = Instant::now() + TIMEOUT;
-        let mut counted = statements(&pg);
+        let mut counted = statements(pg);
         while counted != expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            counted = statements(&pg);
+            counted = statements(pg);
         }
+        println!("statements of {N} `{event}` events: {counted:?}");
         assert_eq!(counted, expected, "{N} `{event}` events");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autosave_costs_two_statements_and_readonly_one() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let server = TestServer::builder()
+        .postgres(&pg.url(), Duration::from_secs(5))
+        .start()
+        .await;
+    let alice = server.login("alice").await;
+    let socket = alice.raw_socket().await;
+    let costs: [(&str, &[(&str, u64)]); 3] = [
+        ("incr", &[("acquire", 1), ("write", 1)]),
+        ("peek", &[("acquire", 1), ("write", 1)]),
+        ("whoami", &[("load", 1)]),
+    ];
+    events_cost(&pg, &socket, &costs).await;
+}
+
+/// The demo keeps its users' index in the database: events that leave the user as it is cost
+/// what they cost without users; a login's statements are printed (`-- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_users_on_events_cost_the_same() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let [node] = session_harness::DemoNode::start_many(&[("DATABASE_URL", &pg.url())]);
+    let warm = node.login("warm").await;
+    drop(warm);
+    pg.reset_statements();
+    let alice = node.login("alice").await;
+    let login = statements(&pg);
+    let total: u64 = login.values().sum();
+    println!("statements of a login with users on: {total} {login:?}");
+    let socket = node.raw_socket_of(&alice).await;
+    let costs: [(&str, &[(&str, u64)]); 2] = [
+        ("incr", &[("acquire", 1), ("write", 1)]),
+        ("whoami", &[("load", 1)]),
+    ];
+    events_cost(&pg, &socket, &costs).await;
 }
