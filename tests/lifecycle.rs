@@ -252,6 +252,109 @@ async fn readonly_events_keep_the_session_alive_and_silence_then_ends_it() {
     assert_eq!(http.session().await["user"], Value::Null);
 }
 
+/// The protocol's "any HTTP request is activity": a page that only reads its session over
+/// HTTP, never writing it, stays signed in, and each touch re-sends the cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_http_requests_keep_the_session_alive_and_silence_then_ends_it() {
+    let server = TestServer::builder()
+        .expiry(inactivity(WINDOW))
+        .start()
+        .await;
+    let (alice, id, cookie) = login(&server, "alice").await;
+    let socket = alice.socket(Transport::Websocket).await;
+    let http = server.http_with_cookie(&cookie);
+    let first = expiry_of(&server, id).await;
+
+    // Three windows of `GET /session`, one every half window.
+    let until = Instant::now() + WINDOW * 3;
+    let mut cookies = 0;
+    while Instant::now() < until {
+        let (status, body, set_cookie) = http.get_for_cookie("/session").await;
+        assert_eq!((status, &body["user"]), (200, &json!("alice")), "{body}");
+        if let Some(set_cookie) = set_cookie {
+            assert!(
+                set_cookie.starts_with(&cookie),
+                "{set_cookie} is not {cookie}"
+            );
+            assert!(set_cookie.contains("Max-Age=2"), "{set_cookie}");
+            cookies += 1;
+        }
+        sleep(WINDOW / 2).await;
+    }
+    assert!(
+        socket.heard(GONE_EVENT).is_empty(),
+        "pushed gone while active over HTTP"
+    );
+    let moved = expiry_of(&server, id).await;
+    assert!(
+        moved > first + WINDOW * 2,
+        "the requests did not extend it: {moved}"
+    );
+    println!("{cookies} of 6 read-only requests touched the session and sent the cookie");
+    assert!(cookies >= 4, "{cookies} touches in 3 windows");
+
+    // Then silence: the session ends one window after its last touch.
+    sleep_until(instant_of(moved) + WITHIN + QUIET).await;
+    expired_in_time(socket.heard(GONE_EVENT), moved, "after the last GET");
+    assert_eq!(http.session().await["user"], Value::Null);
+}
+
+/// A read-only request's touch racing an HTTP logout of the same session, as the socket
+/// events' below: the touch takes the session's lock and reloads, so it never writes the
+/// record back, and a logged-out cookie gets no new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_requests_touch_racing_a_logout_never_brings_the_session_back() {
+    let server = TestServer::builder()
+        .expiry(inactivity(Duration::from_secs(60)))
+        .latency(Duration::from_millis(3))
+        .start()
+        .await;
+    let mut touched = 0;
+    for round in 0..40u64 {
+        let (alice, id, cookie) = login(&server, "alice").await;
+        let aged = OffsetDateTime::now_utc() + Duration::from_secs(30);
+        server.store.set_expiry_date(id, aged).await;
+        let reader = server.http_with_cookie(&cookie);
+
+        let offset = (round % 11) as i64 * 2 - 10;
+        let delay = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+        let reads = async {
+            sleep(delay(offset)).await;
+            let mut answers = Vec::new();
+            for _ in 0..3 {
+                answers.push(reader.get_for_cookie("/session").await);
+                sleep(Duration::from_millis(3)).await;
+            }
+            answers
+        };
+        let logout = async {
+            sleep(delay(-offset)).await;
+            alice.http.logout().await
+        };
+        let (answers, _) = tokio::join!(reads, logout);
+        for (status, body, set_cookie) in answers {
+            assert_eq!(status, 200, "{body}");
+            match &body["user"] {
+                user if user == "alice" => touched += usize::from(set_cookie.is_some()),
+                // tower-sessions removes the cookie of a session it no longer finds.
+                user => assert!(
+                    user.is_null() && set_cookie.as_ref().is_none_or(|c| c.contains("Max-Age=0")),
+                    "{body} {set_cookie:?}"
+                ),
+            }
+        }
+        sleep(Duration::from_millis(100)).await;
+        assert!(
+            server.store.record(id).await.is_none(),
+            "round {round}: a read brought the session back"
+        );
+        let after = server.http_with_cookie(&cookie).session().await;
+        assert_eq!(after["user"], Value::Null, "round {round}");
+    }
+    println!("{touched} reads touched the session before its logout");
+    assert!(touched > 0, "no read touched the session");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_touch_racing_an_http_logout_never_brings_the_session_back() {
     // A long window, aged by hand each round so that every event finds the session due; a

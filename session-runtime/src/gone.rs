@@ -815,6 +815,30 @@ pub(crate) struct RequestEnds {
     users: HashMap<Id, Option<UserKey>>,
     /// Sessions whose user the request changed: their sockets move rooms after it.
     moves: Vec<(Id, Change)>,
+    /// The record the request loaded last, and its expiry then.
+    loaded: Option<(Id, OffsetDateTime)>,
+    /// A session whose expiry the request already moved (`activity`): the session layer's
+    /// save of it, there only to send the cookie, writes nothing.
+    touched: Option<Id>,
+}
+
+/// The expiry of `id`'s record as this request loaded it, if it did.
+pub(crate) fn loaded_expiry(id: Id) -> Option<OffsetDateTime> {
+    REQUEST
+        .try_with(|ends| {
+            let ends = ends.lock().unwrap_or_else(PoisonError::into_inner);
+            ends.loaded
+                .filter(|(loaded, _)| *loaded == id)
+                .map(|(_, at)| at)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Notes that this request moved the expiry of `id` already; false outside a request of the
+/// lock layer (then nothing would keep the session layer's save from writing).
+pub(crate) fn touched_in_request(id: Id) -> bool {
+    in_request(|ends| ends.touched = Some(id))
 }
 
 /// Whether a write of the request's session failed (the session layer then answers a bare
@@ -1006,6 +1030,11 @@ impl SessionStore for WatchedStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let mut touched = false;
+        in_request(|ends| touched = ends.touched.take_if(|id| *id == record.id).is_some());
+        if touched {
+            return Ok(());
+        }
         let write = async {
             self.bounded(self.inner.save(record)).await?;
             Ok(record.id)
@@ -1024,6 +1053,9 @@ impl SessionStore for WatchedStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let record = self.bounded(self.inner.load(id)).await?;
+        if let Some(record) = &record {
+            in_request(|ends| ends.loaded = Some((*id, record.expiry_date)));
+        }
         if let Some(tracking) = self.lifecycle.users() {
             let user = record.as_ref().and_then(|r| tracking.key_of(&r.data));
             in_request(|ends| {

@@ -56,10 +56,20 @@ use crate::{
 
 /// Holds the lock a [`LockedSession`] took until the session layer has saved.
 #[derive(Clone)]
-struct LockSlot {
+pub(crate) struct LockSlot {
     locks: Arc<dyn SessionLocks>,
     timeouts: Timeouts,
     guard: Arc<Mutex<Option<SessionLockGuard>>>,
+}
+
+impl LockSlot {
+    /// Whether a [`LockedSession`] of this request holds its session's lock.
+    pub(crate) fn holds(&self) -> bool {
+        self.guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
 }
 
 /// The tower layer that makes [`LockedSession`] work and pushes the end of a session to its

@@ -114,15 +114,18 @@
 //! `SocketIoLayer`):
 //!
 //! 1. socket.io's `SocketIoLayer`.
-//! 2. tower-sessions' `SessionManagerLayer`, **outside** socket.io: the socket.io handshake
+//! 2. The activity layer ([`activity::ActivityLayer`]), **inside** the session layer: a request
+//!    that read its session without writing it extends an `OnInactivity` expiry, under the
+//!    session's lock, and gets the cookie again (see [`activity`]).
+//! 3. tower-sessions' `SessionManagerLayer`, **outside** socket.io: the socket.io handshake
 //!    request then carries the session — over websocket, polling, and polling upgraded to
 //!    websocket; under plain, signed and private cookies alike. The handshake's copy of the
 //!    record is cached for ever, so the runtime keeps only its id and expiry setting and reloads
 //!    for every event. Its store is a [`http::WatchedStore`], which sees every delete.
-//! 3. The lock layer ([`http::SessionLockLayer`]), **outside** the session layer: a route taking
+//! 4. The lock layer ([`http::SessionLockLayer`]), **outside** the session layer: a route taking
 //!    [`http::LockedSession`] keeps the session's lock until tower-sessions has saved at the end
 //!    of the request, and a request that ended a session is pushed to its sockets after that save.
-//! 4. The origin check ([`origin::OriginCheckLayer`]), outermost: a page of another site gets 403
+//! 5. The origin check ([`origin::OriginCheckLayer`]), outermost: a page of another site gets 403
 //!    before any session is loaded (see [Security](#security)).
 //!
 //! A socket whose handshake did not pass the lock layer still works, but HTTP logouts reach it
@@ -347,7 +350,8 @@
 //! ## Keep-alive and the cookie
 //!
 //! Under `Expiry::OnInactivity`, a user active only over the socket must not be logged out while
-//! chatting. With [`KeepAlive::Events`] (the default; [`SocketSessions::with_keep_alive`]), a socket
+//! chatting. Every HTTP request that reads the session is activity (the [`activity`] layer,
+//! part of [`SocketSessions::layer`]). With [`KeepAlive::Events`] (the default; [`SocketSessions::with_keep_alive`]), a socket
 //! event moves the record's expiry one window ahead as an HTTP request would — at most once per
 //! quarter of the window per session, under the session's lock, so it never overwrites a write nor
 //! brings back a session that ended. [`KeepAlive::Writes`] counts only `autosave` events,
@@ -584,6 +588,7 @@
 // docs.rs (nightly, `--cfg docsrs`): items behind a feature say which one. Stable ignores it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod activity;
 mod error;
 mod gone;
 mod handle;

@@ -81,7 +81,8 @@ impl OnGone {
 
 /// Which socket events keep a session alive under `Expiry::OnInactivity`.
 ///
-/// An HTTP request that saves the session moves its expiry one inactivity window ahead. With
+/// An HTTP request that reads the session moves its expiry one inactivity window ahead (by a
+/// save, or a touch of the [`activity`](crate::activity) layer). With
 /// keep-alive, a socket event does the same, so that a user active only over the socket is not
 /// logged out while chatting: at most once per quarter of the window per session (an event
 /// that finds less than three quarters of the window left *touches* the record), under the
@@ -460,7 +461,32 @@ impl SocketSessions {
             OriginCheckLayer::same_origin(),
             self.lock_layer(io),
             configure(self.session_layer()),
+            self.activity_layer(),
         )
+    }
+
+    /// The layer that makes an HTTP request that reads its session count as activity (an
+    /// `OnInactivity` expiry extended by the rule socket events follow, under the session's
+    /// lock, and the cookie sent again), for a stack assembled by hand (prefer
+    /// [`SocketSessions::layer`], which includes it): put it **inside** the session layer.
+    /// See [`activity`](crate::activity).
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use session_runtime::SocketSessions;
+    /// use socketioxide::SocketIo;
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// let sessions = SocketSessions::new(MemoryStore::default());
+    /// let (sio_layer, io) = SocketIo::new_layer();
+    /// let app: Router = Router::new()
+    ///     .layer(sio_layer)
+    ///     .layer(sessions.activity_layer())
+    ///     .layer(sessions.session_layer())
+    ///     .layer(sessions.lock_layer(io));
+    /// ```
+    pub fn activity_layer(&self) -> crate::activity::ActivityLayer {
+        crate::activity::ActivityLayer::new(self.clone())
     }
 
     /// The tower-sessions layer on this store, for a stack assembled by hand (prefer

@@ -10,6 +10,7 @@ use tower_sessions::{
 };
 
 use crate::{
+    activity::{ActivityLayer, ActivityService},
     gone::WatchedStore,
     http::{SessionLockLayer, SessionLockService},
     origin::{OriginCheck, OriginCheckLayer},
@@ -32,7 +33,7 @@ type SessionService<S, C> = <SessionManagerLayer<WatchedStore, C> as Layer<S>>::
 /// let service: SessionStackService<Router> = sessions.layer(io, |layer| layer).layer(Router::new());
 /// ```
 pub type SessionStackService<S, C = PlaintextCookie> =
-    OriginCheck<SessionLockService<SessionService<S, C>>>;
+    OriginCheck<SessionLockService<SessionService<ActivityService<S>, C>>>;
 
 /// The origin check, the lock layer and the session layer, in the one order that works: made
 /// by [`SocketSessions::layer`](crate::SocketSessions::layer), added to the router **outside**
@@ -65,6 +66,7 @@ pub struct SessionStack<C: CookieController = PlaintextCookie> {
     origin: OriginCheckLayer,
     locks: SessionLockLayer,
     session: SessionManagerLayer<WatchedStore, C>,
+    activity: ActivityLayer,
 }
 
 impl<C: CookieController> fmt::Debug for SessionStack<C> {
@@ -80,11 +82,13 @@ impl<C: CookieController> SessionStack<C> {
         origin: OriginCheckLayer,
         locks: SessionLockLayer,
         session: SessionManagerLayer<WatchedStore, C>,
+        activity: ActivityLayer,
     ) -> Self {
         Self {
             origin,
             locks,
             session,
+            activity,
         }
     }
 
@@ -130,7 +134,9 @@ impl<S, C: CookieController> Layer<S> for SessionStack<C> {
     type Service = SessionStackService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.origin
-            .layer(self.locks.layer(self.session.layer(inner)))
+        self.origin.layer(
+            self.locks
+                .layer(self.session.layer(self.activity.layer(inner))),
+        )
     }
 }

@@ -187,9 +187,22 @@ impl Http {
 
     /// `POST path` (no body): the status, the JSON body and the `Set-Cookie` header, if any.
     pub async fn post_for_cookie(&self, path: &str) -> (u16, Value, Option<String>) {
+        self.for_cookie(reqwest::Method::POST, path).await
+    }
+
+    /// `GET path`: the status, the JSON body and the `Set-Cookie` header, if any.
+    pub async fn get_for_cookie(&self, path: &str) -> (u16, Value, Option<String>) {
+        self.for_cookie(reqwest::Method::GET, path).await
+    }
+
+    async fn for_cookie(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> (u16, Value, Option<String>) {
         let resp = self
             .client
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .send()
             .await
             .expect("HTTP request failed");
