@@ -755,11 +755,6 @@ impl Expiries {
         };
         watched.at = Some(at);
         let now = OffsetDateTime::now_utc();
-        // Redis keeps the expiry in whole seconds (`EXAT`, as tower-sessions-redis-store
-        // writes it): the record vanishes at `at`'s second, up to 1 s before `at`. Look then
-        // first; a record still there re-arms the timer for `at` itself.
-        let second = at.replace_nanosecond(0).unwrap_or(at);
-        let at = if second > now { second } else { at };
         let left = (at - now).try_into().unwrap_or(Duration::ZERO);
         let when = tokio::time::Instant::now() + left;
         match &watched.key {

@@ -565,13 +565,13 @@
 //!   [`postgres::PostgresSessions::locks`](postgres/struct.PostgresSessions.html#method.locks).
 //! - Writers that take no lock (a plain `Session` route that writes) are neither serialised nor,
 //!   on Redis, fenced.
-//! - With `Expiry::OnInactivity`, an HTTP request extends the session only when tower-sessions
-//!   saves it (a write, or [`http::refresh_cookie`]); a read-only request does not. Socket
-//!   events do ([`KeepAlive`]).
-//! - Redis keeps expiries in whole seconds (`EXAT`, as tower-sessions-redis-store writes them):
-//!   a record vanishes at the start of the second its expiry falls in, up to 1 s early. The
-//!   expiry timers look at that second first, so `"expired"` still comes within milliseconds of
-//!   the record's end, but on Redis an idle session lasts between N − 1 and N seconds.
+//! - With `Expiry::OnInactivity`, an HTTP request is activity when it reads its session (a
+//!   write, or a read-only request through the [`activity`] layer); a request that never reads
+//!   it (a static file) is not, as reading it only to touch it would cost a store read per
+//!   request. Socket events are activity too ([`KeepAlive`]).
+//! - On Redis a record's key expires at the record's own instant, to the millisecond (`PXAT`,
+//!   Redis 6.2 or later); records written by tower-sessions-redis-store itself (`EXAT`, whole
+//!   seconds) still load, and end up to 1 s early.
 //!
 //! # Feature flags
 //!

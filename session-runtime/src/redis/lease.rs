@@ -20,7 +20,7 @@ use super::{
     backend,
     replicas::{self, ReplicaWait},
     scripts::{Acquired, Op, Turns},
-    store::{decode, encode},
+    store::{decode, encode, unix_ms},
     Held, Keys, Shared,
 };
 use crate::{
@@ -360,7 +360,7 @@ impl SessionLease for RedisLease {
                     value = encode(record)?;
                     Op::Save {
                         value: &value,
-                        expires_at: record.expiry_date.unix_timestamp(),
+                        expires_at_ms: unix_ms(record.expiry_date),
                     }
                 }
             };

@@ -3,7 +3,7 @@
 //!
 //! | piece | built on | what it gives |
 //! |---|---|---|
-//! | [`RedisSessionStore`] | [`tower_sessions_redis_store::RedisStore`] (0.16) | the records, in its exact encoding: key = the bare session id, value = MessagePack, `EXAT` expiry |
+//! | [`RedisSessionStore`] | [`tower_sessions_redis_store::RedisStore`] (0.16) | the records, in its exact encoding (key = the bare session id, value = MessagePack), with the expiry to the millisecond (`PXAT`, where it writes whole seconds) |
 //! | [`RedisSessionLocks`] | Lua scripts on the same Redis | a per-session *lease* that fences writes |
 //! | [`RedisSessions::adapter`] | [`socketioxide_redis`] (0.4.4, `fred` driver) | broadcasts and rooms across nodes |
 //!

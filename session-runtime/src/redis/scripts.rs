@@ -21,7 +21,7 @@ pub(crate) enum Acquired {
 /// What [`Scripts::write`] does to the record.
 pub(crate) enum Op<'a> {
     None,
-    Save { value: &'a [u8], expires_at: i64 },
+    Save { value: &'a [u8], expires_at_ms: i64 },
     Delete,
 }
 
@@ -115,12 +115,15 @@ impl Scripts {
         let args = match op {
             Op::None => vec![Value::from(token), Value::from("none"), release],
             Op::Delete => vec![Value::from(token), Value::from("delete"), release],
-            Op::Save { value, expires_at } => vec![
+            Op::Save {
+                value,
+                expires_at_ms,
+            } => vec![
                 Value::from(token),
                 Value::from("save"),
                 release,
                 Value::Bytes(value.to_vec().into()),
-                Value::from(expires_at),
+                Value::from(expires_at_ms),
             ],
         };
         let written: i64 = call(&self.write, client, keys, args).await?;

@@ -3,8 +3,13 @@
 
 use std::{fmt, sync::Arc};
 
-use fred::clients::{Client, Pool};
+use fred::{
+    clients::Pool,
+    interfaces::KeysInterface,
+    types::{Expiration, SetOptions},
+};
 use tower_sessions::{
+    cookie::time::OffsetDateTime,
     session::{Id, Record},
     session_store, SessionStore,
 };
@@ -17,15 +22,19 @@ use super::{
     Held, Keys, Shared,
 };
 
-/// The session store of a [`RedisSessions`](super::RedisSessions): records exactly as
+/// The session store of a [`RedisSessions`](super::RedisSessions): records as
 /// [`tower_sessions_redis_store::RedisStore`] keeps them (key = the bare session id, value =
-/// MessagePack of the `Record`, `EXAT` expiry), so either can read what the other wrote.
+/// MessagePack of the `Record`), so either can read what the other wrote, with one difference:
+/// the key's expiry is the record's own to the millisecond (`PXAT`), where
+/// tower-sessions-redis-store rounds it down to the second (`EXAT`), which ends a session up to
+/// 1 s before its time.
 ///
-/// Loads and creates are the inner store's. A save or a delete of a session whose lease this
+/// Loads and deletes are the inner store's. A save or a delete of a session whose lease this
 /// process holds (an HTTP route that took [`LockedSession`](crate::http::LockedSession), whose
 /// session layer saves at the end of the request) is one script that writes only if the lease
 /// is still the writer's; a refused write fails, and the lock layer answers 503. Other writes
-/// are the inner store's.
+/// are plain `SET`s (`NX` for a new id, `XX` for a save, so a record deleted meanwhile is not
+/// brought back).
 ///
 /// ```no_run
 /// use session_runtime::redis::RedisSessions;
@@ -58,15 +67,35 @@ impl RedisSessionStore {
         }
     }
 
-    /// The inner store's write `write` of `id`'s record, followed by a wait for the replicas
-    /// (on the same connection) when asked for.
-    async fn unfenced<F, Fut>(&self, id: &Id, write: F) -> session_store::Result<()>
-    where
-        F: FnOnce(RedisStore<Client>) -> Fut,
-        Fut: std::future::Future<Output = session_store::Result<()>>,
-    {
+    /// Writes `record` unfenced: `SET … NX` (`new`) or `XX`, `PXAT` its expiry; whether it was
+    /// written. Followed by a wait for the replicas (on the same connection) when asked for.
+    async fn set(&self, record: &Record, new: bool) -> session_store::Result<bool> {
+        let client = self.shared.client();
+        let key = record.id.to_string();
+        let condition = if new { SetOptions::NX } else { SetOptions::XX };
+        let written: Option<String> = client
+            .set(
+                &key,
+                encode(record)?.as_slice(),
+                Some(Expiration::PXAT(unix_ms(record.expiry_date))),
+                Some(condition),
+                false,
+            )
+            .await
+            .map_err(backend)?;
+        if written.is_some() {
+            replicas::after_write(self.replicas, client, &key)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(written.is_some())
+    }
+
+    /// The inner store's delete of `id`'s record, followed by a wait for the replicas (on the
+    /// same connection) when asked for.
+    async fn unfenced_delete(&self, id: &Id) -> session_store::Result<()> {
         let client = self.shared.client().clone();
-        write(RedisStore::new(client.clone())).await?;
+        RedisStore::new(client.clone()).delete(id).await?;
         replicas::after_write(self.replicas, &client, &id.to_string())
             .await
             .map_err(backend)
@@ -94,6 +123,11 @@ impl RedisSessionStore {
     }
 }
 
+/// `at` in Unix milliseconds, as `PXAT` takes it.
+pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// The record as tower-sessions-redis-store encodes it.
 pub(crate) fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|err| session_store::Error::Encode(err.to_string()))
@@ -106,17 +140,12 @@ pub(crate) fn decode(bytes: &[u8]) -> session_store::Result<Record> {
 
 #[async_trait::async_trait]
 impl SessionStore for RedisSessionStore {
-    /// A new id: `SET NX` (a fresh random id needs no lease).
+    /// A new id: `SET NX` (a fresh random id needs no lease), drawn again on a collision.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        if self.replicas.is_none() {
-            return self.inner.create(record).await;
+        while !self.set(record, true).await? {
+            record.id = Id::default();
         }
-        // `create` may change the id: wait on the one it wrote.
-        let client = self.shared.client().clone();
-        RedisStore::new(client.clone()).create(record).await?;
-        replicas::after_write(self.replicas, &client, &record.id.to_string())
-            .await
-            .map_err(backend)
+        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -125,15 +154,11 @@ impl SessionStore for RedisSessionStore {
                 let value = encode(record)?;
                 let op = Op::Save {
                     value: &value,
-                    expires_at: record.expiry_date.unix_timestamp(),
+                    expires_at_ms: unix_ms(record.expiry_date),
                 };
                 self.fenced(&record.id, &held, op).await
             }
-            None if self.replicas.is_none() => self.inner.save(record).await,
-            None => {
-                self.unfenced(&record.id, |store| async move { store.save(record).await })
-                    .await
-            }
+            None => self.set(record, false).await.map(drop),
         }
     }
 
@@ -145,10 +170,7 @@ impl SessionStore for RedisSessionStore {
         match self.shared.holding(id) {
             Some(held) => self.fenced(id, &held, Op::Delete).await,
             None if self.replicas.is_none() => self.inner.delete(id).await,
-            None => {
-                self.unfenced(id, |store| async move { store.delete(id).await })
-                    .await
-            }
+            None => self.unfenced_delete(id).await,
         }
     }
 }

@@ -7,7 +7,7 @@
 -- ARGV[2]  'save', 'delete' or 'none'
 -- ARGV[3]  '1' to release the lease after writing, '0' to keep it
 -- ARGV[4]  for 'save': the record, MessagePack as tower-sessions-redis-store encodes it
--- ARGV[5]  for 'save': its expiry, in Unix seconds (EXAT, as tower-sessions-redis-store)
+-- ARGV[5]  for 'save': its expiry, in Unix milliseconds (PXAT: the record ends at that instant)
 --
 -- Invariant (fencing): the record changes only while the writer's own lease holds. A holder
 -- whose lease lapsed while it was paused or cut off, and that another writer may have taken
@@ -21,7 +21,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
 if ARGV[2] == 'save' then
-  redis.call('SET', KEYS[1], ARGV[4], 'XX', 'EXAT', ARGV[5])
+  redis.call('SET', KEYS[1], ARGV[4], 'XX', 'PXAT', ARGV[5])
 elseif ARGV[2] == 'delete' then
   redis.call('DEL', KEYS[1])
 end
