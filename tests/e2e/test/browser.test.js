@@ -276,8 +276,8 @@ if (missing) {
         await page.locator("#entries li").filter({ hasText: 'whoami → {"user":"dora"}' }).nth(clicks - 1).waitFor();
         await new Promise((resolve) => setTimeout(resolve, WINDOW_MS / 3 - (Date.now() - clicked)));
       }
-      // Nothing over HTTP but the page's reads of `GET /session` (which save nothing) and its
-      // answers to `session:refresh`.
+      // Nothing over HTTP but the page's reads of `GET /session` (which at most touch the
+      // expiry) and its answers to `session:refresh`.
       const writes = requests.filter((r) => !r.startsWith("GET /session"));
       const cookies = await browser.cookies(idleServer.url);
       assert.ok(cookies.some((c) => c.name === "id"), "the browser dropped the session cookie");

@@ -72,10 +72,9 @@ export async function startServer(env = {}) {
 /**
  * The database that several demo nodes share, from whichever of `REDIS_URL` and `DATABASE_URL`
  * is set (`cargo test --test e2e` runs the two-node suites once on each): its `name` for the
- * suite titles ("two nodes on one Redis"), its `variable`, the demo's `env` for it (with
- * `SESSION_KEY`, which every node must share) and `wholeSeconds`: Redis keeps expiries in whole
- * seconds (`EXAT`), PostgreSQL keeps them exactly (`timestamptz`). `null` when neither is set;
- * both set is a mistake, and throws.
+ * suite titles ("two nodes on one Redis"), its `variable` and the demo's `env` for it (with
+ * `SESSION_KEY`, which every node must share). `null` when neither is set; both set is a
+ * mistake, and throws.
  */
 export function sharedBackend() {
   const { REDIS_URL, DATABASE_URL, SESSION_KEY } = process.env;
@@ -83,14 +82,13 @@ export function sharedBackend() {
     throw new Error("both REDIS_URL and DATABASE_URL are set: set one, the database the nodes share");
   }
   if (REDIS_URL) {
-    return { name: "Redis", variable: "REDIS_URL", env: { REDIS_URL, SESSION_KEY }, wholeSeconds: true };
+    return { name: "Redis", variable: "REDIS_URL", env: { REDIS_URL, SESSION_KEY } };
   }
   if (DATABASE_URL) {
     return {
       name: "PostgreSQL",
       variable: "DATABASE_URL",
       env: { DATABASE_URL, SESSION_KEY },
-      wholeSeconds: false,
     };
   }
   return null;
