@@ -14,15 +14,7 @@ use session_runtime::GONE_EVENT;
 const WINDOW: Duration = Duration::from_secs(2);
 const SLACK: Duration = Duration::from_millis(50);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_session_ends_within_50_ms_of_its_window_redis() {
-    idle_session_ends_on_time(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_session_ends_within_50_ms_of_its_window_postgres() {
-    idle_session_ends_on_time(Kind::Postgres).await;
-}
+session_harness::on_both_backends!(an_idle_session_ends_within_50_ms_of_its_window);
 
 /// Sleeps until the wall clock is `at_ms` milliseconds into a second.
 async fn until_millisecond(at_ms: u32) {
@@ -32,7 +24,7 @@ async fn until_millisecond(at_ms: u32) {
     tokio::time::sleep(Duration::from_millis(wait.into())).await;
 }
 
-async fn idle_session_ends_on_time(kind: Kind) {
+async fn an_idle_session_ends_within_50_ms_of_its_window(kind: Kind) {
     let Some(db) = Backend::start(kind) else {
         return;
     };

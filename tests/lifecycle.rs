@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use session_harness::{Http, TestServer, Transport, User};
+use session_harness::{Http, SocketClient, TestServer, Transport, User};
 use session_runtime::{KeepAlive, GONE_EVENT, REFRESH_EVENT};
 use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tower_sessions::{cookie::time::OffsetDateTime, session::Id, Expiry};
@@ -209,6 +209,24 @@ async fn at_date_time_idle_sockets_hear_expired_within_a_second_of_that_instant(
     assert!(server.store.record(id).await.is_none());
 }
 
+/// Then silence: the session of `id`, touched last less than a window ago, ends one window
+/// after that touch; `socket` of it hears `expired` in time, and `http` (its cookie) finds no
+/// user any more.
+async fn silence_ends_it(
+    server: &TestServer,
+    id: Id,
+    socket: &SocketClient,
+    http: &Http,
+    what: &str,
+) {
+    let expiry = expiry_of(server, id).await;
+    let left: Duration = (expiry - OffsetDateTime::now_utc()).try_into().unwrap();
+    assert!(left <= WINDOW, "{what}: expiry {left:?} away");
+    sleep_until(instant_of(expiry) + WITHIN + QUIET).await;
+    expired_in_time(socket.heard(GONE_EVENT), expiry, what);
+    assert_eq!(http.session().await["user"], Value::Null, "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readonly_events_keep_the_session_alive_and_silence_then_ends_it() {
     let server = TestServer::builder()
@@ -239,17 +257,7 @@ async fn readonly_events_keep_the_session_alive_and_silence_then_ends_it() {
     );
     assert!(!socket.heard(REFRESH_EVENT).is_empty(), "no touch was told");
 
-    // Then silence: the session ends one window after its last touch.
-    let expiry = expiry_of(&server, id).await;
-    let left: Duration = (expiry - OffsetDateTime::now_utc()).try_into().unwrap();
-    assert!(left <= WINDOW, "expiry {left:?} away");
-    sleep_until(instant_of(expiry) + WITHIN + QUIET).await;
-    expired_in_time(
-        socket.heard(GONE_EVENT),
-        expiry,
-        "after 1.2 windows of silence",
-    );
-    assert_eq!(http.session().await["user"], Value::Null);
+    silence_ends_it(&server, id, &socket, &http, "after the last event").await;
 }
 
 /// The protocol's "any HTTP request is activity": a page that only reads its session over
@@ -293,10 +301,7 @@ async fn read_only_http_requests_keep_the_session_alive_and_silence_then_ends_it
     println!("{cookies} of 6 read-only requests touched the session and sent the cookie");
     assert!(cookies >= 4, "{cookies} touches in 3 windows");
 
-    // Then silence: the session ends one window after its last touch.
-    sleep_until(instant_of(moved) + WITHIN + QUIET).await;
-    expired_in_time(socket.heard(GONE_EVENT), moved, "after the last GET");
-    assert_eq!(http.session().await["user"], Value::Null);
+    silence_ends_it(&server, id, &socket, &http, "after the last GET").await;
 }
 
 /// A read-only request's touch racing an HTTP logout of the same session, as the socket

@@ -20,17 +20,11 @@ use session_runtime::GONE_EVENT;
 /// connection, its subscriptions again), plus the 1 s the push is promised within.
 const BOUND: Duration = Duration::from_millis(1_500);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_while_a_node_is_cut_off_is_pushed_once_its_listener_is_back_redis() {
-    logout_while_cut_off(Kind::Redis).await;
-}
+session_harness::on_both_backends!(
+    a_logout_while_a_node_is_cut_off_is_pushed_once_its_listener_is_back
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_while_a_node_is_cut_off_is_pushed_once_its_listener_is_back_postgres() {
-    logout_while_cut_off(Kind::Postgres).await;
-}
-
-async fn logout_while_cut_off(kind: Kind) {
+async fn a_logout_while_a_node_is_cut_off_is_pushed_once_its_listener_is_back(kind: Kind) {
     let Some(db) = Backend::start(kind) else {
         return;
     };

@@ -20,24 +20,7 @@ fn two_nodes(kind: Kind) -> Option<(Backend, [DemoNode; 2])> {
     Some((backend, nodes))
 }
 
-/// `case(Kind::Redis)` as `case::redis` and `case(Kind::Postgres)` as `case::postgres`.
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$case(session_harness::backend::Kind::Redis).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$case(session_harness::backend::Kind::Postgres).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+session_harness::on_both_backends!(
     a_login_on_one_node_is_the_session_of_a_socket_on_the_other,
     a_write_on_either_node_is_seen_by_the_next_read_on_the_other,
     a_burst_from_sockets_and_http_on_both_nodes_hands_out_every_count_once,

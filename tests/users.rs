@@ -17,30 +17,7 @@ use session_runtime::GONE_EVENT;
 
 const EVERYWHERE: &str = "logged out everywhere";
 
-/// `case(Kind::Redis)` as `case::redis`, `case(Kind::Postgres)` as `case::postgres`, and
-/// `case` on one demo process (memory store) as `case::one_node`.
-macro_rules! on_all {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn one_node() {
-                super::$case(None).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$case(Some(session_harness::backend::Kind::Redis)).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$case(Some(session_harness::backend::Kind::Postgres)).await
-            }
-        }
-    )*};
-}
-
-on_all!(
+session_harness::on_one_node_and_both_backends!(
     log_out_others_and_everywhere_reach_every_socket_of_the_user_and_no_other,
     counts_stay_exact_after_rotations_logouts_and_user_changes,
     counts_stay_exact_after_expiries,
@@ -301,22 +278,16 @@ async fn counts_stay_exact_after_expiries(kind: Option<Kind>) {
     }
 }
 
+session_harness::on_both_backends!(
+    a_node_paused_holding_a_lease_across_log_out_everywhere_has_its_late_write_refused
+);
+
 /// Node A is paused while it holds alice's lease with a write under way; "log out everywhere"
 /// on B ends her sessions at once (it does not wait for the lease) and pushes; when A wakes up,
 /// its late write is refused and the record stays gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_paused_holding_a_lease_across_log_out_everywhere_has_its_late_write_refused_redis()
-{
-    paused_across_log_out_everywhere(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_paused_holding_a_lease_across_log_out_everywhere_has_its_late_write_refused_postgres(
+async fn a_node_paused_holding_a_lease_across_log_out_everywhere_has_its_late_write_refused(
+    kind: Kind,
 ) {
-    paused_across_log_out_everywhere(Kind::Postgres).await;
-}
-
-async fn paused_across_log_out_everywhere(kind: Kind) {
     let Some(db) = Backend::start(kind) else {
         return;
     };

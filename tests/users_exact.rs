@@ -32,15 +32,7 @@ const LIVE: usize = 7_000;
 const EXPIRING_IDLE_SECS: u64 = 3;
 const AT_ONCE: usize = 32;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_index_is_exact_under_10000_sessions_of_churn() {
-    exact_under_churn(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_index_is_exact_under_10000_sessions_of_churn() {
-    exact_under_churn(Kind::Postgres).await;
-}
+session_harness::on_both_backends!(the_index_is_exact_under_10000_sessions_of_churn);
 
 /// One client's life: where it ended, and its cookie then.
 struct Client {
@@ -136,7 +128,7 @@ fn stored(db: &Backend) -> usize {
         .unwrap_or_else(|_| panic!("not a count: {counted}"))
 }
 
-async fn exact_under_churn(kind: Kind) {
+async fn the_index_is_exact_under_10000_sessions_of_churn(kind: Kind) {
     let Some(db) = Backend::start(kind) else {
         return;
     };

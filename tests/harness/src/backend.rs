@@ -153,3 +153,70 @@ impl Backend {
         matches!(self, Self::Postgres(_))
     }
 }
+
+/// Each `case(kind)` flow as two tests, `case::redis` and `case::postgres` (each on a
+/// two-worker runtime), so a flow is written once for both databases.
+///
+/// ```
+/// use session_harness::backend::{Backend, Kind};
+///
+/// async fn a_database_starts(kind: Kind) {
+///     let Some(_db) = Backend::start(kind) else {
+///         return; // SKIPPED: no server installed
+///     };
+/// }
+///
+/// session_harness::on_both_backends!(a_database_starts);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$case($crate::backend::Kind::Redis).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case($crate::backend::Kind::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// Each `case(kind)` flow as three tests: `case::one_node` (`None`: one in-process server),
+/// `case::redis` and `case::postgres` (`Some(kind)`: demo nodes on that database).
+///
+/// ```
+/// use session_harness::backend::Kind;
+///
+/// async fn a_flow(kind: Option<Kind>) {
+///     let _ = kind;
+/// }
+///
+/// session_harness::on_one_node_and_both_backends!(a_flow);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! on_one_node_and_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_node() {
+                super::$case(None).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$case(Some($crate::backend::Kind::Redis)).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(Some($crate::backend::Kind::Postgres)).await
+            }
+        }
+    )*};
+}

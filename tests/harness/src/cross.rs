@@ -73,8 +73,9 @@ pub async fn subscriptions_cross(from: &DemoNode, to: &DemoNode, others: i64) ->
     let on_to = to.raw_socket_of(&bob).await;
     let on_from = from.raw_socket_of(&bob).await;
     for (node, socket) in [(from, &on_from), (to, &on_to)] {
-        // The other node's subscriptions may take a moment after a failover.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        // The other node's subscriptions may take a moment after a failover or a database
+        // restart (its listener connects again through a pool the node's requests share).
+        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let seen = socket.ack("sockets", vec![]).await;
             if seen == json!(others + 2) {
