@@ -1,47 +1,73 @@
-//! Nodes take turns at a session's lease (the rule is in `session-runtime`'s
-//! `redis/scripts/acquire.lua`): a node that has waited its patience (20 ms) gets the lease
-//! before the holder's node hands it to its own next writer, and a node that stops asking
-//! loses its turn within 100 ms.
+//! Nodes take turns at a session's lease, on Redis and on PostgreSQL (the rule is in
+//! `session-runtime`'s `redis/scripts/acquire.lua` and `postgres/schema.sql`): a node that has
+//! waited its patience (20 ms) gets the lease before the holder's node hands it to its own next
+//! writer, and a node that stops asking loses its turn within 100 ms; on PostgreSQL a waiter is
+//! woken by the release, not by asking again and again.
 //!
-//! The first two tests drive the rule through two `RedisSessions` of this process, as two
-//! nodes. The last runs two demo processes writing one session as fast as they can and prints
-//! both nodes' share of the writes and their p50/p99 event latency, which is the lock wait
-//! plus two round trips (`-- --nocapture`).
+//! The first tests drive the rule through two `RedisSessions` (or `PostgresSessions`) of this
+//! process, as two nodes. The last runs two demo processes writing one session as fast as they
+//! can and prints both nodes' share of the writes and their p50/p99 event latency, which is the
+//! lock wait plus two round trips (`-- --nocapture`).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures_util::future::join_all;
-use session_harness::{DemoNode, RawSocket, RedisServer};
+use session_harness::{
+    backend::{Backend, Kind},
+    RawSocket,
+};
 use session_runtime::{
     locks::{SessionLockGuard, SessionLocks},
-    redis::{RedisSessionLocks, RedisSessions},
+    postgres::PostgresSessions,
+    redis::RedisSessions,
 };
 use tower_sessions::session::Id;
 
-/// Two nodes' locks on one Redis: two `RedisSessions`, each its own node.
-async fn two_nodes(redis: &RedisServer) -> [RedisSessionLocks; 2] {
-    let mut nodes = Vec::new();
+type Locks = Arc<dyn SessionLocks>;
+
+/// Two nodes' locks on one database: two `RedisSessions` or `PostgresSessions`, each its own
+/// node.
+async fn two_nodes(db: &Backend) -> [Locks; 2] {
+    let mut nodes: Vec<Locks> = Vec::new();
     for _ in 0..2 {
-        let sessions = RedisSessions::connect(&redis.url()).await.expect("connect");
-        nodes.push(sessions.locks());
+        nodes.push(match db {
+            Backend::Redis(redis) => Arc::new(
+                RedisSessions::connect(&redis.url())
+                    .await
+                    .expect("connect")
+                    .locks(),
+            ),
+            Backend::Postgres(pg) => Arc::new(
+                PostgresSessions::connect(&pg.url())
+                    .await
+                    .expect("connect")
+                    .locks(),
+            ),
+        });
     }
-    nodes.try_into().unwrap()
+    nodes.try_into().unwrap_or_else(|_| unreachable!())
 }
 
 /// `node` waiting for `id`'s lease on a task of its own; the guard and when it came.
-fn waits(node: RedisSessionLocks, id: Id) -> tokio::task::JoinHandle<(SessionLockGuard, Instant)> {
+fn waits(node: Locks, id: Id) -> tokio::task::JoinHandle<(SessionLockGuard, Instant)> {
     tokio::spawn(async move {
         let guard = node.lock(id).await.expect("the lease");
         (guard, Instant::now())
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_waited_its_patience_goes_before_the_holders_next_writer() {
-    let Some(redis) = RedisServer::start() else {
+session_harness::on_both_backends!(
+    a_node_that_waited_its_patience_goes_before_the_holders_next_writer
+);
+
+async fn a_node_that_waited_its_patience_goes_before_the_holders_next_writer(kind: Kind) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
-    let [a, b] = two_nodes(&redis).await;
+    let [a, b] = two_nodes(&db).await;
     let id = Id::default();
     for round in 0..5 {
         let held = a.lock(id).await.expect("A takes the lease");
@@ -69,12 +95,13 @@ async fn a_node_that_waited_its_patience_goes_before_the_holders_next_writer() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_stops_waiting_loses_its_turn() {
-    let Some(redis) = RedisServer::start() else {
+session_harness::on_both_backends!(a_node_that_stops_waiting_loses_its_turn);
+
+async fn a_node_that_stops_waiting_loses_its_turn(kind: Kind) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
-    let [a, b] = two_nodes(&redis).await;
+    let [a, b] = two_nodes(&db).await;
     let id = Id::default();
     let held = a.lock(id).await.expect("A takes the lease");
     let b_waiting = waits(b, id);
@@ -89,6 +116,38 @@ async fn a_node_that_stops_waiting_loses_its_turn() {
     assert!(
         waited < Duration::from_secs(1),
         "A waited {waited:?}: an abandoned turn holds the lease up"
+    );
+}
+
+/// On PostgreSQL a waiting node is woken by the release's `NOTIFY`: it takes the lease within
+/// milliseconds of the guard's drop (the release's own round trip included), where asking again
+/// every 50 ms would take 25 ms at the median.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_the_release_postgres() {
+    let Some(db) = Backend::start(Kind::Postgres) else {
+        return;
+    };
+    let [a, b] = two_nodes(&db).await;
+    let mut lags = Vec::new();
+    for round in 0..7 {
+        let id = Id::default();
+        let held = a.lock(id).await.expect("A takes the lease");
+        let b_waiting = waits(b.clone(), id);
+        // Past B's patience and some of its waits; a different offset each round.
+        tokio::time::sleep(Duration::from_millis(100 + 13 * round)).await;
+        // The guard's drop gives the lease back in one statement, in the background.
+        let released = Instant::now();
+        drop(held);
+        let (b_guard, b_took) = b_waiting.await.unwrap();
+        lags.push(b_took - released);
+        drop(b_guard);
+    }
+    lags.sort();
+    let median = lags[lags.len() / 2];
+    eprintln!("B took the lease {lags:?} after A's release (median {median:?})");
+    assert!(
+        median < Duration::from_millis(10),
+        "B took the lease {median:?} after the release at the median: not woken by it ({lags:?})"
     );
 }
 
@@ -120,12 +179,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_demo_nodes_writing_one_session_both_get_their_share() {
-    let Some(redis) = RedisServer::start() else {
+session_harness::on_both_backends!(two_demo_nodes_writing_one_session_both_get_their_share);
+
+async fn two_demo_nodes_writing_one_session_both_get_their_share(kind: Kind) {
+    let Some(db) = Backend::start(kind) else {
         return;
     };
-    let nodes = DemoNode::start_many::<2>(&[("REDIS_URL", &redis.url())]);
+    let nodes = db.nodes::<2>(&[]);
     let alice = nodes[0].login("alice").await;
     let mut sockets = Vec::new();
     for node in &nodes {
@@ -160,7 +220,7 @@ async fn two_demo_nodes_writing_one_session_both_get_their_share() {
             node.errors.len()
         ));
     }
-    eprintln!("{}", report.join("; "));
+    eprintln!("{kind:?}: {}", report.join("; "));
     for (name, node) in [("A", &a), ("B", &b)] {
         assert!(
             node.errors.is_empty(),

@@ -7,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinHandle};
 use tower_sessions::{
     cookie::time::OffsetDateTime,
@@ -17,7 +16,7 @@ use tower_sessions::{
 
 use super::{
     backend,
-    store::{decode, encode},
+    sql::{decode, encode, write, Op},
     Held, Shared,
 };
 use crate::{
@@ -28,55 +27,11 @@ use crate::{
     SessionError,
 };
 
-/// The first pause before asking again for a lease another node holds; it doubles up to
-/// [`LONGEST_PAUSE`], and never outlasts what is left of the lease.
-const FIRST_PAUSE: Duration = Duration::from_millis(1);
-const LONGEST_PAUSE: Duration = Duration::from_millis(16);
-
-/// What [`write`] does to the record.
-pub(crate) enum Op<'a> {
-    None,
-    Save {
-        data: &'a [u8],
-        expiry: OffsetDateTime,
-    },
-    Delete,
-}
-
-/// `session_write`: `op` on `id`'s record if `token` holds its lease, releasing it if asked;
-/// whether the lease was `token`'s.
-pub(crate) async fn write(
-    pool: &PgPool,
-    id: &Id,
-    token: &str,
-    op: Op<'_>,
-    release: bool,
-) -> Result<bool, sqlx::Error> {
-    let (name, data, expiry) = match op {
-        Op::None => ("none", None, None),
-        Op::Save { data, expiry } => ("save", Some(data), Some(expiry)),
-        Op::Delete => ("delete", None, None),
-    };
-    sqlx::query_scalar(r#"SELECT "tower_sessions"."session_write"($1, $2, $3, $4, $5, $6)"#)
-        .bind(id.to_string())
-        .bind(token)
-        .bind(name)
-        .bind(release)
-        .bind(data)
-        .bind(expiry)
-        .fetch_one(pool)
-        .await
-}
-
-/// Removes the leases that lapsed: their holders died or were cut off before releasing them.
-pub(crate) async fn delete_lapsed(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        r#"DELETE FROM "tower_sessions"."session_lease" WHERE expires_at < clock_timestamp()"#,
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
+/// Nodes waiting for one lease take turns (as on Redis): a node waits at most 20 ms (plus the
+/// holder's transaction) while another node's writers go on; its turn lapses 100 ms after it
+/// last asked.
+const PATIENCE: Duration = Duration::from_millis(20);
+const TURN_LIFETIME: Duration = Duration::from_millis(100);
 
 /// The per-session locks of a [`PostgresSessions`](super::PostgresSessions): leases in the
 /// database (see the [module docs](super)), taken by every node's writers of a session in
@@ -135,21 +90,21 @@ impl PostgresSessionLocks {
         self.lease
     }
 
-    /// Asks for the lease until it is `token`'s; returns the record read with it.
+    /// Asks for the lease until it is `token`'s; returns the record read with it. Between
+    /// asks, waits for the holder's release (a notification) or what the database said to.
     async fn acquire(&self, id: &Id, token: &str) -> Result<Option<Vec<u8>>, SessionError> {
-        let mut pause = FIRST_PAUSE;
+        let waiter = self.shared.wakes.waiter();
         loop {
-            let asked = ask(&self.shared, id, token, millis(self.lease)).await;
+            let asked = ask(&self.shared, id, token, millis(self.lease), waiter.tag()).await;
             match &asked {
                 Ok(_) => self.shared.returns.answered(),
                 Err(_) => self.shared.returns.failed(),
             }
             match asked {
                 Ok((true, _, record)) => return Ok(record),
-                Ok((false, left_ms, _)) => {
-                    let left = Duration::from_millis(left_ms.max(1) as u64);
-                    tokio::time::sleep(jittered(pause).min(left)).await;
-                    pause = (pause * 2).min(LONGEST_PAUSE);
+                Ok((false, wait_ms, _)) => {
+                    let wait = Duration::from_millis(wait_ms.max(1) as u64);
+                    waiter.wait(&self.shared.pool, wait).await;
                 }
                 Err(err) => return Err(SessionError::Lock { source: err }),
             }
@@ -170,16 +125,22 @@ async fn ask(
     id: &Id,
     token: &str,
     lease_ms: i64,
+    wake: &str,
 ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
     let (answer, answered) = tokio::sync::oneshot::channel();
-    let (shared, id, token) = (shared.clone(), *id, token.to_owned());
+    let (shared, id, token, wake) = (shared.clone(), *id, token.to_owned(), wake.to_owned());
     tokio::spawn(async move {
         let reply: Result<Answer, _> = sqlx::query_as(
-            r#"SELECT taken, wait_ms, data FROM "tower_sessions"."session_acquire"($1, $2, $3)"#,
+            r#"SELECT taken, wait_ms, data
+               FROM "tower_sessions"."session_acquire"($1, $2, $3, $4, $5, $6, $7)"#,
         )
         .bind(id.to_string())
         .bind(&token)
         .bind(lease_ms)
+        .bind(&shared.node)
+        .bind(&wake)
+        .bind(millis(PATIENCE))
+        .bind(millis(TURN_LIFETIME))
         .fetch_one(&shared.pool)
         .await;
         if let Err(Ok((true, _, _))) = answer.send(reply) {
@@ -197,13 +158,6 @@ async fn ask(
 /// A lease's lifetime as the functions take it: whole milliseconds, at least one.
 fn millis(lease: Duration) -> i64 {
     lease.as_millis().clamp(1, i64::MAX as u128) as i64
-}
-
-/// `pause`, plus up to half of it at random, so that nodes waiting for one lease do not ask
-/// in step.
-fn jittered(pause: Duration) -> Duration {
-    let half = pause.as_micros() as u64 / 2;
-    pause + Duration::from_micros((Id::default().0 as u64) % (half + 1))
 }
 
 impl SessionLocks for PostgresSessionLocks {

@@ -93,7 +93,7 @@ impl Notification for Notice {
 }
 
 /// A listener on `channels`, connecting again until it can.
-async fn listener(pool: &PgPool, channels: &[String]) -> PgListener {
+pub(super) async fn listener(pool: &PgPool, channels: &[String]) -> PgListener {
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(pool).await?;
@@ -106,7 +106,7 @@ async fn listener(pool: &PgPool, channels: &[String]) -> PgListener {
         match connected {
             Ok(listener) => return listener,
             Err(err) => {
-                tracing::warn!(%err, "could not listen for the other nodes; trying again");
+                tracing::warn!(%err, ?channels, "could not listen; trying again");
                 tokio::time::sleep(RECONNECT_PAUSE).await;
             }
         }

@@ -63,9 +63,21 @@
 //! being written (a task removes those of nodes that died, every minute, with the expired
 //! records: [`PostgresSessions::with_cleanup`]). Writers of one process queue in the process
 //! first ([`LocalSessionLocks`](crate::locks::LocalSessionLocks)), so one of them at a time
-//! polls the database (with backoff) while another node holds the lease; the runtime's lock
-//! bound ([`Timeouts::with_lock`](crate::Timeouts::with_lock)) ends the wait with
+//! waits for the database while another node holds the lease; the runtime's lock bound
+//! ([`Timeouts::with_lock`](crate::Timeouts::with_lock)) ends the wait with
 //! [`SessionError::Busy`](crate::SessionError::Busy).
+//!
+//! **Wake-ups.** A refused writer leaves a random tag of its own on the lease's row; the
+//! release `NOTIFY`s each tag (channel `tower_sessions_lease`, sent at the release's commit),
+//! and the node's `LISTEN` connection, opened at its first wait, wakes the writer, which asks
+//! again at once. A notification lost (the listener reconnecting) costs 50 ms at most: a
+//! waiter asks again after that anyway, or when the lease lapses if sooner.
+//!
+//! **Turns.** The holder's node hands the lease to its own next writer as soon as it is
+//! released, before a woken node's ask arrives; so, as on Redis, nodes take turns: the first
+//! node refused records itself in `"tower_sessions"."session_turn"`, and once it has waited
+//! 20 ms no other node takes the lease until it has (or until it stops asking and its turn
+//! lapses, 100 ms later).
 //!
 //! **Fencing.** A holder that is paused or cut off for longer than the lifetime loses the
 //! lease, and another writer may take it. Every write made under a lease is one call of a
@@ -98,16 +110,17 @@
 //! The lease is as safe as the database that holds it; with a replica promoted after a
 //! failover, what the old primary acknowledged and had not replicated is lost (use synchronous
 //! replication to keep it). Writers that take no lock (a plain `tower_sessions::Session` route
-//! that writes) are not fenced. Nodes do not take turns at a lease as they do on Redis: under
-//! heavy cross-node contention on one session a node may wait longer than its neighbour. The
+//! that writes) are not fenced. The
 //! tables are PostgresStore's defaults (`"tower_sessions"."session"`); another schema or
 //! table name is not supported. `NOTIFY` payloads are limited to 8 000 bytes: larger packets
 //! go through the adapter's attachment table (threshold 7 000 bytes here).
 
 mod lease;
 mod listen;
+mod sql;
 mod store;
 mod users;
+mod wake;
 
 use std::{
     collections::HashMap,
@@ -196,6 +209,10 @@ pub(crate) struct Shared {
     /// Ticked when the adapter's listener is back after its connection died, or the database
     /// answers again: the other nodes' pushes meanwhile may be lost (see `listener_returns`).
     pub(crate) returns: crate::locks::Returns,
+    /// This process's name in the turns at a lease: random, one per `PostgresSessions`.
+    node: String,
+    /// The writers waiting for a lease another node holds, woken by its release.
+    wakes: Arc<wake::Wakes>,
 }
 
 impl Drop for Shared {
@@ -292,6 +309,8 @@ impl PostgresSessions {
             held: Mutex::default(),
             cleanup: Mutex::default(),
             returns: crate::locks::Returns::new(),
+            node: Id::default().to_string(),
+            wakes: Arc::default(),
         });
         let sessions = Self {
             shared,
@@ -509,7 +528,7 @@ async fn clean_every(shared: Weak<Shared>, period: Duration) {
         if let Err(err) = shared.records.delete_expired().await {
             tracing::warn!(%err, "could not delete expired sessions");
         }
-        if let Err(err) = lease::delete_lapsed(&shared.pool).await {
+        if let Err(err) = sql::delete_lapsed(&shared.pool).await {
             tracing::warn!(%err, "could not delete lapsed session leases");
         }
     }

@@ -8,7 +8,11 @@ use tower_sessions::{
     session_store, SessionStore,
 };
 
-use super::{backend, lease::Op, Held, Shared};
+use super::{
+    backend,
+    sql::{encode, write, Op},
+    Held, Shared,
+};
 
 /// The session store of a [`PostgresSessions`](super::PostgresSessions): records exactly as
 /// [`tower_sessions_sqlx_store::PostgresStore`] keeps them (`"tower_sessions"."session"`: the
@@ -51,7 +55,7 @@ impl PostgresSessionStore {
 
     /// `op` on `id`'s record, fenced by `held`.
     async fn fenced(&self, id: &Id, held: &Held, op: Op<'_>) -> session_store::Result<()> {
-        let written = super::lease::write(&self.shared.pool, id, &held.token, op, false)
+        let written = write(&self.shared.pool, id, &held.token, op, false)
             .await
             .map_err(backend)?;
         if !written {
@@ -62,16 +66,6 @@ impl PostgresSessionStore {
         }
         Ok(())
     }
-}
-
-/// The record as tower-sessions-sqlx-store encodes it.
-pub(crate) fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
-    rmp_serde::to_vec(record).map_err(|err| session_store::Error::Encode(err.to_string()))
-}
-
-/// A record as tower-sessions-sqlx-store decodes it.
-pub(crate) fn decode(bytes: &[u8]) -> session_store::Result<Record> {
-    rmp_serde::from_slice(bytes).map_err(|err| session_store::Error::Decode(err.to_string()))
 }
 
 #[async_trait::async_trait]
