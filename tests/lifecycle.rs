@@ -209,6 +209,18 @@ async fn at_date_time_idle_sockets_hear_expired_within_a_second_of_that_instant(
     assert!(server.store.record(id).await.is_none());
 }
 
+/// A server whose sessions end after a `WINDOW` idle, alice logged in: her session's id,
+/// cookie and a websocket of it.
+async fn idle_alice() -> (TestServer, Id, String, SocketClient) {
+    let server = TestServer::builder()
+        .expiry(inactivity(WINDOW))
+        .start()
+        .await;
+    let (alice, id, cookie) = login(&server, "alice").await;
+    let socket = alice.socket(Transport::Websocket).await;
+    (server, id, cookie, socket)
+}
+
 /// Then silence: the session of `id`, touched last less than a window ago, ends one window
 /// after that touch; `socket` of it hears `expired` in time, and `http` (its cookie) finds no
 /// user any more.
@@ -229,12 +241,7 @@ async fn silence_ends_it(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readonly_events_keep_the_session_alive_and_silence_then_ends_it() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, id, cookie) = login(&server, "alice").await;
-    let socket = alice.socket(Transport::Websocket).await;
+    let (server, id, cookie, socket) = idle_alice().await;
 
     // Three windows of readonly events, one every third of a window.
     let until = Instant::now() + WINDOW * 3;
@@ -264,12 +271,7 @@ async fn readonly_events_keep_the_session_alive_and_silence_then_ends_it() {
 /// HTTP, never writing it, stays signed in, and each touch re-sends the cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_http_requests_keep_the_session_alive_and_silence_then_ends_it() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, id, cookie) = login(&server, "alice").await;
-    let socket = alice.socket(Transport::Websocket).await;
+    let (server, id, cookie, socket) = idle_alice().await;
     let http = server.http_with_cookie(&cookie);
     let first = expiry_of(&server, id).await;
 
