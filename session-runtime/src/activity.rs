@@ -170,8 +170,10 @@ async fn activity(sessions: &SocketSessions, session: &Session, slot: Option<&Lo
     }
 }
 
-/// Whether the expiry `at` was set more than a quarter of `window` ago.
-fn due(
+/// Whether the expiry `at` was set more than a quarter of `window` ago: then activity (a
+/// request here, a socket event in [`SessionHandle`](crate::SessionHandle)) moves it, at most
+/// four times per window.
+pub(crate) fn due(
     at: OffsetDateTime,
     window: tower_sessions::cookie::time::Duration,
     now: OffsetDateTime,

@@ -467,7 +467,9 @@ impl SessionHandle {
     /// last set: then an event moves it, at most four times per window.
     fn touch_due(&self, record: &Record, now: OffsetDateTime) -> bool {
         match self.inner.expiry {
-            Some(Expiry::OnInactivity(window)) => record.expiry_date < now + (window - window / 4),
+            Some(Expiry::OnInactivity(window)) => {
+                crate::activity::due(record.expiry_date, window, now)
+            }
             _ => false,
         }
     }
