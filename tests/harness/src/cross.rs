@@ -74,15 +74,19 @@ pub async fn subscriptions_cross(from: &DemoNode, to: &DemoNode, others: i64) ->
     let on_from = from.raw_socket_of(&bob).await;
     for (node, socket) in [(from, &on_from), (to, &on_to)] {
         // The other node's subscriptions may take a moment after a failover or a database
-        // restart (its listener connects again through a pool the node's requests share).
+        // restart (its listener connects again through a pool the node's requests share). A
+        // request sent before the other node listens again is lost and answered only at the
+        // adapter's request timeout (5 s), so the deadline bounds when a request is sent, not
+        // when its answer comes.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
+            let sent = Instant::now();
             let seen = socket.ack("sockets", vec![]).await;
             if seen == json!(others + 2) {
                 break;
             }
             assert!(
-                Instant::now() < deadline,
+                sent < deadline,
                 "`sockets` on {}: {seen}, not {}",
                 node.process.name(),
                 others + 2
