@@ -27,6 +27,9 @@
 //!   request or a socket event, `whoami` included; `Expiry::OnInactivity`). Unset: no expiry.
 //! - `SESSION_LEASE_MS`: with `REDIS_URL` or `DATABASE_URL`, the lifetime of a session's lock
 //!   (default 5000): how long other nodes wait for the sessions of a node that died.
+//! - `SESSION_REPLICA_WAIT`: with `REDIS_URL`, acknowledge a write only once that many
+//!   replicas have it (`WAIT`, 500 ms at most, else the write is answered as failed), so that a
+//!   failover loses no acknowledged write. Unset: replication is asynchronous.
 //! - `RUST_LOG`: log filter (default `info`).
 
 use std::{env, fmt, net::SocketAddr, time::Duration};
@@ -417,6 +420,19 @@ fn lease() -> Result<Duration, String> {
     }
 }
 
+/// `SESSION_REPLICA_WAIT`: the replicas a Redis write waits for, if any.
+fn replica_wait() -> Result<Option<u32>, String> {
+    match env::var("SESSION_REPLICA_WAIT") {
+        Ok(n) => match n.trim().parse() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!(
+                "`SESSION_REPLICA_WAIT` must be a number of replicas, at least 1, not {n:?}"
+            )),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
 /// socket.io, before its adapter is chosen.
 fn socket_io() -> SocketIoBuilder {
     SocketIo::builder()
@@ -516,10 +532,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = match backend {
         // Several nodes: sessions, locks and broadcasts in Redis.
         Some(Backend::Redis(url)) => {
-            let redis = RedisSessions::connect(&url)
+            let mut redis = RedisSessions::connect(&url)
                 .await
                 .map_err(|err| format!("`REDIS_URL`: {err}"))?
                 .with_lease(lease()?);
+            if let Some(replicas) = replica_wait()? {
+                redis = redis.with_replica_wait(replicas, Duration::from_millis(500));
+            }
             let sessions = SocketSessions::new(redis.store())
                 .with_locks(redis.locks())
                 .with_room_key(key.master())

@@ -67,7 +67,7 @@ pub use hand_written::HAND_WRITTEN;
 pub use http::Http;
 pub use postgres::PostgresServer;
 pub use process::Process;
-pub use raw_socket::RawSocket;
+pub use raw_socket::{AckFailure, RawSocket};
 pub use redis::RedisServer;
 pub use redis_ha::{RedisCluster, RedisNode, RedisSentinel};
 pub use relay::Relay;

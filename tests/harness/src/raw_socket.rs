@@ -198,6 +198,32 @@ impl RawSocket {
         args: Vec<Value>,
         attachments: Vec<Vec<u8>>,
     ) -> impl Future<Output = Value> + Send + 'static {
+        let event_name = event.to_owned();
+        let ack = self.try_emit_with_attachments(event, args, attachments, TIMEOUT);
+        async move {
+            ack.await
+                .unwrap_or_else(|failure| panic!("`{event_name}`: {failure}"))
+        }
+    }
+
+    /// [`RawSocket::emit`] that gives up after `within` and says why instead of panicking:
+    /// for clients that expect faults (a node killed or paused under them).
+    pub fn try_emit(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        within: std::time::Duration,
+    ) -> impl Future<Output = Result<Value, AckFailure>> + Send + 'static {
+        self.try_emit_with_attachments(event, args, Vec::new(), within)
+    }
+
+    fn try_emit_with_attachments(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+        within: std::time::Duration,
+    ) -> impl Future<Output = Result<Value, AckFailure>> + Send + 'static {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
@@ -212,13 +238,19 @@ impl RawSocket {
         for attachment in attachments {
             sent &= self.out.send(Message::Binary(attachment)).is_ok();
         }
-        let event = event.to_owned();
+        let pending = self.pending.clone();
         async move {
-            assert!(sent, "the socket is closed; `{event}` was not sent");
-            match tokio::time::timeout(TIMEOUT, rx).await {
-                Ok(Ok(value)) => value,
-                Ok(Err(_)) => panic!("the socket closed before the ack of `{event}` #{id}"),
-                Err(_) => panic!("no ack for `{event}` #{id} within {TIMEOUT:?}"),
+            if !sent {
+                pending.lock().unwrap().remove(&id);
+                return Err(AckFailure::NotSent);
+            }
+            match tokio::time::timeout(within, rx).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(_)) => Err(AckFailure::Closed { id }),
+                Err(_) => {
+                    pending.lock().unwrap().remove(&id);
+                    Err(AckFailure::TimedOut { id, within })
+                }
             }
         }
     }
@@ -253,6 +285,30 @@ impl RawSocket {
     /// wall-clock instant it arrived.
     pub fn heard(&self, name: &str) -> Vec<(Value, OffsetDateTime)> {
         self.events.heard(name)
+    }
+}
+
+/// Why [`RawSocket::try_emit`] got no ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckFailure {
+    /// The socket was closed before the event was sent: the server never saw it.
+    NotSent,
+    /// The socket closed after the event was sent and before its ack.
+    Closed { id: u64 },
+    /// No ack within the bound.
+    TimedOut {
+        id: u64,
+        within: std::time::Duration,
+    },
+}
+
+impl std::fmt::Display for AckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotSent => f.write_str("the socket is closed; the event was not sent"),
+            Self::Closed { id } => write!(f, "the socket closed before the ack of #{id}"),
+            Self::TimedOut { id, within } => write!(f, "no ack for #{id} within {within:?}"),
+        }
     }
 }
 

@@ -387,6 +387,67 @@ impl RedisSentinel {
         port
     }
 
+    /// Starts the server killed on `port` again as a replica of the master the sentinels name
+    /// now, and returns once it is in sync: as an operator brings a crashed master back. (Started
+    /// as a master, empty, before the sentinels noticed its death, it would be taken for the
+    /// master it was and its emptiness replicated.)
+    pub fn restart_as_replica(&mut self, port: u16) {
+        let master = self.master_port().to_string();
+        let dir = dir_arg(&self._dir).to_owned();
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|server| server.port == port)
+            .expect("a server of ours");
+        server.process = launch(port, &["--dir", &dir, "--replicaof", "127.0.0.1", &master])
+            .unwrap_or_else(|| panic!("redis-server did not start again on {port}"));
+        poll(2 * TIMEOUT, || {
+            try_cli(port, &["INFO", "replication"])
+                .ok()
+                .filter(|info| info.contains("master_link_status:up"))
+        })
+        .unwrap_or_else(|| panic!("the server on {port} did not sync with its new master"));
+    }
+
+    /// SIGSTOP (`pause: true`) or SIGCONT (`false`) to the server on `port`: paused past
+    /// [`NODE_TIMEOUT`], its replica is promoted meanwhile, and the sentinels make it a replica
+    /// once it answers again.
+    pub fn pause_server(&self, port: u16, pause: bool) {
+        let server = self
+            .servers
+            .iter()
+            .find(|server| server.port == port)
+            .expect("a server of ours");
+        if pause {
+            server.process.pause();
+        } else {
+            server.process.resume();
+        }
+    }
+
+    /// After [`RedisSentinel::pause_server`] of the master on `paused` and its resumption:
+    /// waits until the sentinels name a master that answers as one and, if they promoted
+    /// another, until `paused` is its replica and in sync (the sentinels convert it when they
+    /// see it back, then it loads the new master's data: seconds). Returns the master's port.
+    pub fn wait_healed(&self, paused: u16) -> u16 {
+        poll(4 * TIMEOUT, || {
+            let master = self.master_port();
+            if !try_cli(master, &["ROLE"]).is_ok_and(|role| role.starts_with("master")) {
+                return None;
+            }
+            if master == paused {
+                return Some(master);
+            }
+            try_cli(paused, &["INFO", "replication"])
+                .ok()
+                .filter(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+                .map(|_| master)
+        })
+        .unwrap_or_else(|| panic!("the server on {paused} did not come back as master or replica"))
+    }
+
     /// Waits until the sentinels name a master other than `old` and it says it is one;
     /// returns its port.
     pub fn wait_promoted(&self, old: u16) -> u16 {
