@@ -66,6 +66,12 @@ pub(crate) const MIN_SECRET_LEN: usize = 32;
 /// has broken that promise, and holding the HTTP response for it helps nobody.
 const PUSH_LIMIT: Duration = Duration::from_secs(1);
 
+/// A push that could not be published to the other nodes is published again after this,
+/// then after twice as long each time, up to [`REPUBLISH_LAST`], for [`REPUBLISH_FOR`].
+const REPUBLISH_FIRST: Duration = Duration::from_millis(50);
+const REPUBLISH_LAST: Duration = Duration::from_millis(400);
+const REPUBLISH_FOR: Duration = Duration::from_secs(60);
+
 /// A sweep asks the store about this many sessions at a time.
 const SWEEP_BATCH: usize = 500;
 /// A sweep's batch is asked this many times at most, the first pause 100 ms and doubling: the
@@ -151,8 +157,10 @@ enum Reach {
 /// Where a push goes: a socket.io server, its adapter type erased.
 trait PushTarget: Send + Sync + 'static {
     /// Tells the sockets of every room of `rooms` (session rooms), in one adapter message
-    /// per namespace for all of them.
-    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, ()>;
+    /// per namespace for all of them. Each step through the adapter is bounded by
+    /// [`PUSH_LIMIT`]. Returns whether the other nodes were reached: when they were not (the
+    /// publish failed or hung), this node's sockets were told all the same.
+    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, bool>;
 
     /// Whether a socket of this node is in `room`, in any namespace.
     fn has_local(&self, room: &str) -> bool;
@@ -182,41 +190,72 @@ struct Push {
 }
 
 impl<A: Adapter> PushTarget for SocketIo<A> {
-    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, ()> {
+    fn push<'a>(&'a self, rooms: Vec<String>, push: Push, reach: Reach) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let data = serde_json::json!({ "reason": push.reason });
             let event = push.event;
-            let select = |op: socketioxide::operators::BroadcastOperators<A>| {
+            let select = |op: socketioxide::operators::BroadcastOperators<A>, reach| {
                 let op = op.to(rooms.clone());
                 match reach {
                     Reach::AllNodes => op,
                     Reach::ThisNode => op.local(),
                 }
             };
+            let mut reached = true;
             // Every namespace: a session's sockets may live in any of them.
             for op in self.nsps() {
                 let ns = op.ns_path().to_owned();
-                if let Err(err) = select(op).emit(event, &data).await {
+                let mut reach = reach;
+                let told = tokio::time::timeout(PUSH_LIMIT, select(op, reach).emit(event, &data));
+                let failed = match told.await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => Some(format!("no answer within {PUSH_LIMIT:?}")),
+                };
+                if let Some(err) = failed {
                     tracing::warn!(%ns, %err, "could not push `{event}` to a session's sockets");
+                    if reach == Reach::AllNodes {
+                        // The adapters publish to the other nodes before they deliver here, and
+                        // give up on both when the publish fails: this node's sockets are told
+                        // here, the other nodes by a publish again later.
+                        reached = false;
+                        reach = Reach::ThisNode;
+                        if let Some(op) = self.of(&ns) {
+                            let _ = select(op, reach).emit(event, &data).await;
+                        }
+                    }
                 }
                 // The emit consumed the namespace's operators.
                 let Some(op) = self.of(&ns) else { continue };
                 // The room stands for a session that no longer exists: its sockets leave it,
                 // and their user's, so nothing later sent to either reaches them.
                 let after = if push.disconnect {
-                    select(op).disconnect().await.map_err(|err| err.to_string())
+                    let done = select(op, reach).disconnect();
+                    tokio::time::timeout(PUSH_LIMIT, done)
+                        .await
+                        .map(|done| done.map_err(|err| err.to_string()))
                 } else {
                     if reach == Reach::ThisNode && push.user_room.is_none() {
                         leave_user_rooms(op.clone().local().to(rooms.clone()).sockets());
                     }
                     let mut leave = rooms.clone();
                     leave.extend(push.user_room.clone());
-                    select(op).leave(leave).await.map_err(|err| err.to_string())
+                    let done = select(op, reach).leave(leave);
+                    tokio::time::timeout(PUSH_LIMIT, done)
+                        .await
+                        .map(|done| done.map_err(|err| err.to_string()))
                 };
-                if let Err(err) = after {
-                    tracing::warn!(%ns, %err, "could not take a session's sockets out of its room");
+                match after {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(%ns, %err, "could not take a session's sockets out of its room")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%ns, "taking a session's sockets out of its room took over {PUSH_LIMIT:?}")
+                    }
                 }
             }
+            reached
         })
     }
 
@@ -533,14 +572,34 @@ impl Lifecycle {
         };
         let push = self.push_of(reason, user);
         let event = push.event;
-        let rooms = ids.iter().map(|id| self.room(*id)).collect();
-        match tokio::time::timeout(PUSH_LIMIT, target.push(rooms, push, reach)).await {
-            Ok(()) => tracing::debug!(reason, "pushed `{event}` to the session's sockets"),
-            Err(_) => tracing::warn!(
-                reason,
-                "pushing `{event}` took over {PUSH_LIMIT:?}; gave up"
-            ),
+        let rooms: Vec<String> = ids.iter().map(|id| self.room(*id)).collect();
+        if target.push(rooms.clone(), push.clone(), reach).await {
+            tracing::debug!(reason, "pushed `{event}` to the session's sockets");
+            return;
         }
+        // This node's sockets were told, and left the rooms: a publish again reaches the
+        // other nodes' only. Their listeners may be fine (this node alone lost the
+        // database), so no sweep of theirs would find the end: publish until it goes out.
+        let target = target.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut pause = REPUBLISH_FIRST;
+            loop {
+                tokio::time::sleep(pause).await;
+                if target
+                    .push(rooms.clone(), push.clone(), Reach::AllNodes)
+                    .await
+                {
+                    tracing::info!(reason, waited = ?started.elapsed(), "published `{event}` to the other nodes after failing to");
+                    return;
+                }
+                if started.elapsed() >= REPUBLISH_FOR {
+                    tracing::warn!(reason, "could not publish `{event}` to the other nodes for {REPUBLISH_FOR:?}; gave up (their sockets learn the end at their next event)");
+                    return;
+                }
+                pause = (pause * 2).min(REPUBLISH_LAST);
+            }
+        });
     }
 
     /// The expiry timers' task, started with the first socket.

@@ -4,9 +4,9 @@
 //!   its own logout, or at the end), the count is within [acknowledged, acknowledged +
 //!   unknown] and no count was acknowledged twice (a lost update or a double apply).
 //! - **Pushes**: every socket of a session id that ended, connected before the end was asked
-//!   for, heard `session:gone` or was disconnected within 1 s of the end, or of its node being
-//!   able to work again when an outage (of its node or of the database) overlapped that
-//!   second.
+//!   for, heard `session:gone` or was disconnected within 1 s of the end, or of the nodes being
+//!   able to work again when an outage (of the database, of the socket's node or of the node
+//!   that served the end) overlapped that second.
 //! - **Ends**: a session found ended by its own client was ended by something: a logout
 //!   elsewhere of its user, or a window without a successful write (a read's touch may fail
 //!   and still answer; an acknowledged increment moved the expiry a window past its sending).
@@ -88,14 +88,20 @@ fn counts(history: &History, verdict: &mut Verdict) {
     }
 }
 
-/// The instant by which a socket on `node` must hear of an end at `at`: 1 s later, pushed
-/// back past every outage of its node or of the database that overlaps that second.
-pub fn deadline(at: OffsetDateTime, node: usize, outages: &[Outage]) -> OffsetDateTime {
+/// The instant by which a socket on `node` must hear of an end at `at` served by `origin`:
+/// 1 s later, pushed back past every outage that overlaps that second, of the database, of
+/// the socket's node or of the node the push leaves from.
+pub fn deadline(
+    at: OffsetDateTime,
+    node: usize,
+    origin: Option<usize>,
+    outages: &[Outage],
+) -> OffsetDateTime {
     let mut deadline = at + PUSH_BOUND;
     loop {
         let later = outages
             .iter()
-            .filter(|outage| outage.node.is_none_or(|n| n == node))
+            .filter(|outage| outage.node.is_none_or(|n| n == node || Some(n) == origin))
             .filter(|outage| outage.from < deadline && outage.recovered > at)
             .map(|outage| outage.recovered + PUSH_BOUND)
             .filter(|bound| *bound > deadline)
@@ -126,7 +132,7 @@ fn pushes(history: &History, outages: &[Outage], verdict: &mut Verdict) {
         if socket.connected >= end.sent || socket.closed.is_some_and(|closed| closed <= end.sent) {
             continue;
         }
-        let deadline = deadline(end.at, socket.node, outages);
+        let deadline = deadline(end.at, socket.node, end.origin, outages);
         let told = socket
             .gone
             .iter()

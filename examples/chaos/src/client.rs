@@ -598,6 +598,7 @@ impl Client {
                         cookie: old.clone(),
                         sent,
                         at: done,
+                        origin: Some(node),
                         reason: "rotated",
                     });
                     history.epochs[epoch].cookies.push(cookie.clone());
@@ -653,6 +654,7 @@ impl Client {
                     cookie,
                     sent,
                     at: now(),
+                    origin: Some(node),
                     reason: "logged out",
                 });
                 drop(history);
@@ -731,6 +733,7 @@ impl Client {
                     cookie: their_cookie,
                     sent,
                     at: done,
+                    origin: Some(node),
                     reason: "logged out everywhere",
                 });
                 End::LoggedOutElsewhere
@@ -763,6 +766,7 @@ impl Client {
             cookie: self.cookie.clone(),
             sent: last,
             at,
+            origin: None,
             reason: "expired",
         });
         let wake = at + Duration::from_millis(1500);

@@ -95,6 +95,8 @@ pub struct IdEnd {
     pub sent: OffsetDateTime,
     /// When it was answered, or when the window of an idle session ran out.
     pub at: OffsetDateTime,
+    /// The node that served the ending request (its push leaves from there), if any.
+    pub origin: Option<usize>,
     pub reason: &'static str,
 }
 
