@@ -474,7 +474,8 @@ impl Client {
                 let fresh = {
                     let history = self.world.history();
                     let record = &history.epochs[epoch];
-                    count == 1 && (!record.acked.is_empty() || record.unknown > 0)
+                    // (After unknown increments only, a 1 may be the first that applied.)
+                    count == 1 && !record.acked.is_empty()
                 };
                 if fresh {
                     // A count of 1 after others: the cookie's session was gone and this

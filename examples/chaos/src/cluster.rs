@@ -63,6 +63,8 @@ pub struct Cluster {
     /// Each node's environment, its port included, to start it again alike.
     envs: Vec<Vec<(String, String)>>,
     urls: Vec<String>,
+    /// The logs of the nodes' earlier lives, ended by [`FaultKind::NodeKill`].
+    killed: Vec<String>,
 }
 
 impl Cluster {
@@ -117,6 +119,7 @@ impl Cluster {
             nodes,
             envs,
             urls,
+            killed: Vec::new(),
         })
     }
 
@@ -138,7 +141,13 @@ impl Cluster {
             FaultKind::NodeKill => {
                 self.nodes[fault.node].process.kill();
                 thread::sleep(fault.length);
-                self.nodes[fault.node] = start_node(fault.node, &self.envs[fault.node]);
+                let again = start_node(fault.node, &self.envs[fault.node]);
+                let killed = std::mem::replace(&mut self.nodes[fault.node], again);
+                self.killed.push(format!(
+                    "---- {} (killed at {from}) ----\n{}",
+                    killed.process.name(),
+                    killed.process.log()
+                ));
             }
             FaultKind::DbPause => match &self.db {
                 Db::Sentinel(sentinel) => {
@@ -207,9 +216,14 @@ impl Cluster {
             ),
             Db::Postgres(pg, _) => processes.push(&pg.process),
         }
-        processes
+        self.killed
             .iter()
-            .map(|process| format!("---- {} ----\n{}", process.name(), process.log()))
+            .cloned()
+            .chain(
+                processes
+                    .iter()
+                    .map(|process| format!("---- {} ----\n{}", process.name(), process.log())),
+            )
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -96,7 +96,13 @@ impl Group<'_> {
         let mut v: Vec<f64> = self
             .runs
             .iter()
-            .filter_map(|r| path.split('.').try_fold(*r, |v, k| v.get(k)))
+            // A numeric segment indexes an array (`p99_us_by_node.0`).
+            .filter_map(|r| {
+                path.split('.').try_fold(*r, |v, k| {
+                    v.get(k)
+                        .or_else(|| k.parse::<usize>().ok().and_then(|i| v.get(i)))
+                })
+            })
             .filter_map(Value::as_f64)
             .collect();
         v.sort_by(f64::total_cmp);
@@ -804,7 +810,7 @@ impl<'a> Report<'a> {
             Some(_) => (" round trips/event |", "---:|"),
             None => ("", ""),
         };
-        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms |{trips_head} runs |\n|---|---|---:|---:|---:|---:|---:|{trips_align}---:|");
+        let _ = writeln!(md, "| server | sockets × events | acked | applied | lost (median) | lost (min to max) | p99 ms | p99 ms node A / B | last ack ms node A / B |{trips_head} runs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|{trips_align}---:|");
         for (variant, name) in variants {
             let Some(g) = self.group("burst", &format!("{prefix}/{variant}/2n"), "incr") else {
                 continue;
@@ -813,9 +819,17 @@ impl<'a> Report<'a> {
             let trips = trips_key
                 .map(|k| format!(" {} |", fmt(g.median(k), 2)))
                 .unwrap_or_default();
+            // Each node's figure; runs from before the per-node figures show a dash.
+            let by_node = |key: &str| {
+                let ms = |i: usize| fmt(g.median(&format!("{key}.{i}")).map(|v| v / 1000.0), 1);
+                match g.median(&format!("{key}.0")) {
+                    Some(_) => format!("{} / {}", ms(0), ms(1)),
+                    None => "–".to_owned(),
+                }
+            };
             let _ = writeln!(
                 md,
-                "| {name} | {} × {} | {} | {} | {} | {} | {} |{trips} {} |",
+                "| {name} | {} × {} | {} | {} | {} | {} | {} | {} | {} |{trips} {} |",
                 first("clients"),
                 first("burst"),
                 fmt(g.median("acked_ok"), 0),
@@ -825,6 +839,8 @@ impl<'a> Report<'a> {
                     .map(|(a, b)| format!("{a:.0} to {b:.0}"))
                     .unwrap_or("–".into()),
                 fmt(g.median("p99_us").map(|v| v / 1000.0), 1),
+                by_node("p99_us_by_node"),
+                by_node("last_ack_us_by_node"),
                 g.runs.len()
             );
         }

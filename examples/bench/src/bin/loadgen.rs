@@ -981,8 +981,11 @@ async fn run(o: Opts) -> Result<Value, Error> {
     let (mut counted, mut ok, mut errors) = (0u64, 0u64, 0u64);
     let mut ok_per_session = vec![0i64; cookies.len()];
     let mut sockets = Vec::with_capacity(results.len());
+    // Socket `i` is on node `i % nodes` (see `connect_all`): each node's share of a burst.
+    let mut lat_by_node: Vec<Vec<u32>> = vec![Vec::new(); o.urls.len()];
     for (i, (r, ws)) in results.into_iter().enumerate() {
         lat.extend_from_slice(&r.latencies_us);
+        lat_by_node[i % o.urls.len()].extend_from_slice(&r.latencies_us);
         counted += r.counted;
         ok += r.ok;
         errors += r.errors;
@@ -1002,6 +1005,14 @@ async fn run(o: Opts) -> Result<Value, Error> {
     out["max_us"] = json!(lat.last());
     if o.mode == Mode::Burst {
         out["burst"] = json!(o.burst);
+        // Fairness between nodes: each node's p99, and when its last ack came.
+        for node in &mut lat_by_node {
+            node.sort_unstable();
+        }
+        let p99s: Vec<_> = lat_by_node.iter().map(|l| percentile(l, 0.99)).collect();
+        let last: Vec<_> = lat_by_node.iter().map(|l| l.last().copied()).collect();
+        out["p99_us_by_node"] = json!(p99s);
+        out["last_ack_us_by_node"] = json!(last);
     }
     // Burst and loop both: every event sent was acknowledged (or the run failed), so CPU
     // per event divides by every event in the window.
