@@ -213,8 +213,10 @@ impl Client {
         }
         // Per thousand steps.
         match self.rng.gen_range(0..1000) {
-            0..=359 => self.socket_incr(epoch, 1).await,
-            360..=459 => self.socket_incr(epoch, 3).await,
+            0..=259 => self.socket_incr(epoch, 1).await,
+            // A burst on two nodes: what a lease must serialise, and a paused holder's late
+            // write must not undo.
+            260..=459 => self.socket_incr(epoch, 3).await,
             460..=659 => self.http_incr(epoch).await,
             660..=769 => {
                 self.read().await;
@@ -421,7 +423,9 @@ impl Client {
             .collect();
         let (acks, ()) = tokio::join!(join_all(acks), async {
             if n > 1 {
-                self.http_incr(epoch).await;
+                let other = (node + 1 + self.rng.gen_range(0..self.world.urls.len() - 1))
+                    % self.world.urls.len();
+                self.http_incr_on(epoch, other).await;
             }
         });
         let mut gone = None;
@@ -462,6 +466,10 @@ impl Client {
 
     async fn http_incr(&mut self, epoch: usize) {
         let node = self.node();
+        self.http_incr_on(epoch, node).await;
+    }
+
+    async fn http_incr_on(&mut self, epoch: usize, node: usize) {
         let sent = now();
         let cookie = self.cookie.clone();
         let answer = self
