@@ -171,7 +171,12 @@ fn ends(history: &History, window: Duration, verdict: &mut Verdict) {
             .filter(|op| {
                 op.epoch == Some(e) && op.kind.ends_with("incr") && op.outcome == Outcome::Ok
             })
-            .filter(|op| !op.detail.contains("a new session"))
+            // An HTTP increment answering 1 may have made a new, anonymous session of a
+            // cookie whose session was gone: no write of this one.
+            .filter(|op| {
+                !(op.kind == "http incr"
+                    && (op.detail == "1" || op.detail.contains("a new session")))
+            })
             .map(|op| op.sent)
             .max();
         if last_write.is_none_or(|sent| *at >= sent + lives_at_least) {
