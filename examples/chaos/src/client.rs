@@ -29,6 +29,10 @@ pub const PATIENCE: Duration = Duration::from_secs(3);
 /// past the longest bound a push can have (an outage and its reconnection, then 1 s).
 const KEEP_LISTENING: Duration = Duration::from_secs(10);
 
+/// An HTTP answer: the status, the JSON body and the cookie `Set-Cookie` hands out; or the
+/// outcome a failure means, and why.
+pub type Answer = Result<(u16, Value, Option<String>), (Outcome, String)>;
+
 /// What every client shares.
 pub struct World {
     pub urls: Vec<String>,
@@ -73,7 +77,7 @@ impl World {
         path: &str,
         cookie: Option<&str>,
         body: Option<Value>,
-    ) -> Result<(u16, Value, Option<String>), (Outcome, String)> {
+    ) -> Answer {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.urls[node]));
@@ -345,11 +349,9 @@ impl Client {
 
     async fn login(&mut self) {
         let node = self.node();
-        let sent = now();
         let body = json!({ "user": self.user });
-        let answer = self
-            .world
-            .request(reqwest::Method::POST, node, "/login", None, Some(body))
+        let (sent, answer) = self
+            .ask(reqwest::Method::POST, node, "/login", None, Some(body))
             .await;
         match answer {
             Ok((200, _, Some(cookie))) => {
@@ -470,11 +472,9 @@ impl Client {
     }
 
     async fn http_incr_on(&mut self, epoch: usize, node: usize) {
-        let sent = now();
         let cookie = self.cookie.clone();
-        let answer = self
-            .world
-            .request(reqwest::Method::POST, node, "/incr", Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::POST, node, "/incr", Some(&cookie), None)
             .await;
         match answer {
             Ok((200, body, _)) => {
@@ -515,11 +515,9 @@ impl Client {
     /// `GET /session`: the count if the session is there with its user.
     async fn read(&mut self) -> Option<i64> {
         let node = self.node();
-        let sent = now();
         let cookie = self.cookie.clone();
-        let answer = self
-            .world
-            .request(reqwest::Method::GET, node, "/session", Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::GET, node, "/session", Some(&cookie), None)
             .await;
         match answer {
             Ok((200, body, _)) if body["user"] == json!(self.user) => {
@@ -621,21 +619,41 @@ impl Client {
                 self.retire();
             }
             Ok((status, body, _)) => {
-                self.record(
-                    "rotate",
-                    node,
-                    sent,
-                    Outcome::Unknown,
-                    format!("{status} {body}"),
-                );
-                self.finish(End::Abandoned(format!("a rotation answered {status}")));
+                let failure = (Outcome::Unknown, format!("{status} {body}"));
+                self.unanswered("rotate", node, sent, failure);
             }
-            // Never sent: the session is as it was.
-            Err((Outcome::Error, why)) => self.record("rotate", node, sent, Outcome::Error, why),
-            Err((outcome, why)) => {
-                self.record("rotate", node, sent, outcome, why);
-                self.finish(End::Abandoned(format!("a rotation's outcome: {outcome}")));
-            }
+            Err(failure) => self.unanswered("rotate", node, sent, failure),
+        }
+    }
+
+    /// [`World::request`], and when it was sent.
+    async fn ask(
+        &self,
+        method: reqwest::Method,
+        node: usize,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> (OffsetDateTime, Answer) {
+        let sent = now();
+        (
+            sent,
+            self.world.request(method, node, path, cookie, body).await,
+        )
+    }
+
+    /// A rotation or a logout that was not answered with success: one never sent leaves the
+    /// session as it was; any other may have ended it, and it is checked no further.
+    fn unanswered(
+        &mut self,
+        kind: &'static str,
+        node: usize,
+        sent: OffsetDateTime,
+        (outcome, why): (Outcome, String),
+    ) {
+        self.record(kind, node, sent, outcome, why.clone());
+        if outcome != Outcome::Error {
+            self.finish(End::Abandoned(format!("{kind}: {outcome}, {why}")));
         }
     }
 
@@ -647,11 +665,9 @@ impl Client {
             return;
         }
         let node = self.node();
-        let sent = now();
         let cookie = self.cookie.clone();
-        let answer = self
-            .world
-            .request(reqwest::Method::POST, node, "/logout", Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::POST, node, "/logout", Some(&cookie), None)
             .await;
         match answer {
             Ok((200, _, _)) => {
@@ -670,20 +686,10 @@ impl Client {
                 self.finish(End::Logout);
             }
             Ok((status, body, _)) => {
-                self.record(
-                    "logout",
-                    node,
-                    sent,
-                    Outcome::Unknown,
-                    format!("{status} {body}"),
-                );
-                self.finish(End::Abandoned(format!("a logout answered {status}")));
+                let failure = (Outcome::Unknown, format!("{status} {body}"));
+                self.unanswered("logout", node, sent, failure);
             }
-            Err((Outcome::Error, why)) => self.record("logout", node, sent, Outcome::Error, why),
-            Err((outcome, why)) => {
-                self.record("logout", node, sent, outcome, why);
-                self.finish(End::Abandoned(format!("a logout's outcome: {outcome}")));
-            }
+            Err(failure) => self.unanswered("logout", node, sent, failure),
         }
     }
 
@@ -695,11 +701,9 @@ impl Client {
             ("logout others", "/logout/others")
         };
         let node = self.node();
-        let sent = now();
         let cookie = self.cookie.clone();
-        let answer = self
-            .world
-            .request(reqwest::Method::POST, node, path, Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::POST, node, path, Some(&cookie), None)
             .await;
         let done = now();
         let unauthorized = matches!(answer, Ok((401, _, _)));
@@ -781,11 +785,9 @@ impl Client {
         let wake = at + Duration::from_millis(1500);
         tokio::time::sleep((wake - now()).try_into().unwrap_or_default()).await;
         let node = self.node();
-        let sent = now();
         let cookie = self.cookie.clone();
-        let answer = self
-            .world
-            .request(reqwest::Method::GET, node, "/session", Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::GET, node, "/session", Some(&cookie), None)
             .await;
         if let Ok((200, body, _)) = &answer {
             if body["user"] == json!(self.user) {
@@ -807,10 +809,8 @@ impl Client {
         }
         let cookie = self.ended[self.rng.gen_range(0..self.ended.len())].clone();
         let node = self.node();
-        let sent = now();
-        let answer = self
-            .world
-            .request(reqwest::Method::GET, node, "/session", Some(&cookie), None)
+        let (sent, answer) = self
+            .ask(reqwest::Method::GET, node, "/session", Some(&cookie), None)
             .await;
         if let Ok((200, body, _)) = &answer {
             if body["user"] == json!(self.user) {
