@@ -12,7 +12,7 @@
 //! (`tests/short.rs`, 45 s of faults a database); the long one is a command:
 //!
 //! ```text
-//! CHAOS_BACKEND=postgres CHAOS_SECS=600 CHAOS_SEED=7 cargo run --release -p session-chaos
+//! CHAOS_BACKEND=postgres CHAOS_SECS=600 CHAOS_SEED=7 cargo run -p session-chaos
 //! ```
 //!
 //! A seed replays its schedule of faults and each client's choices (the machine decides the

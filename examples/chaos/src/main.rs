@@ -1,7 +1,7 @@
 //! The chaos run as a command (see the crate docs):
 //!
 //! ```text
-//! cargo run --release -p session-chaos
+//! cargo run -p session-chaos
 //! ```
 //!
 //! Environment:

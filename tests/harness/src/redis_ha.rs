@@ -388,9 +388,10 @@ impl RedisSentinel {
     }
 
     /// Starts the server killed on `port` again as a replica of the master the sentinels name
-    /// now, and returns once it is in sync: as an operator brings a crashed master back. (Started
-    /// as a master, empty, before the sentinels noticed its death, it would be taken for the
-    /// master it was and its emptiness replicated.)
+    /// now, not to be promoted (`replica-priority 0`) until it is in sync, and returns then:
+    /// as an operator brings a crashed master back. (Started as a master, empty, before the
+    /// sentinels noticed its death, it would be taken for the master it was and its emptiness
+    /// replicated; promoted while it syncs, the same.)
     pub fn restart_as_replica(&mut self, port: u16) {
         let master = self.master_port().to_string();
         let dir = dir_arg(&self._dir).to_owned();
@@ -399,7 +400,19 @@ impl RedisSentinel {
             .iter_mut()
             .find(|server| server.port == port)
             .expect("a server of ours");
-        server.process = launch(port, &["--dir", &dir, "--replicaof", "127.0.0.1", &master])
+        // Not to be promoted before it has the data: the sentinels of a loaded machine may
+        // take the new master for dead a moment after promoting it, and promote the only
+        // other server, this one, empty (found by the chaos run: every session lost).
+        let args = [
+            "--dir",
+            &dir,
+            "--replicaof",
+            "127.0.0.1",
+            &master,
+            "--replica-priority",
+            "0",
+        ];
+        server.process = launch(port, &args)
             .unwrap_or_else(|| panic!("redis-server did not start again on {port}"));
         poll(2 * TIMEOUT, || {
             try_cli(port, &["INFO", "replication"])
@@ -407,6 +420,7 @@ impl RedisSentinel {
                 .filter(|info| info.contains("master_link_status:up"))
         })
         .unwrap_or_else(|| panic!("the server on {port} did not sync with its new master"));
+        cli(port, &["CONFIG", "SET", "replica-priority", "100"]);
     }
 
     /// SIGSTOP (`pause: true`) or SIGCONT (`false`) to the server on `port`: paused past
