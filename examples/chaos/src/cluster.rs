@@ -12,12 +12,15 @@ use std::{
 };
 
 use session_harness::{
-    backend::Kind, random_key, redis_ha::NODE_TIMEOUT, relay::Fault as LinkFault, DemoNode,
-    PostgresServer, RedisSentinel, Relay,
+    backend::Kind, random_key, relay::Fault as LinkFault, DemoNode, PostgresServer, RedisSentinel,
+    Relay,
 };
 use time::OffsetDateTime;
 
 use crate::schedule::{Fault, FaultKind};
+
+/// The sentinels' `down-after-milliseconds` in a run.
+pub const SENTINEL_DOWN_AFTER: Duration = Duration::from_secs(3);
 
 /// The wall clock, as the harness's sockets stamp what they hear.
 pub fn now() -> OffsetDateTime {
@@ -80,7 +83,10 @@ impl Cluster {
         ];
         let (db, links): (Db, Vec<(String, String)>) = match kind {
             Kind::Redis => {
-                let sentinel = RedisSentinel::start()?;
+                // Sentinels that wait 3 s before they take a master for dead: at 1 s this
+                // loaded machine (three debug nodes, their clients, five Redis processes) made
+                // them fail over on their own, a second promotion racing the nemesis's.
+                let sentinel = RedisSentinel::start_with(SENTINEL_DOWN_AFTER)?;
                 let url = sentinel.url();
                 (Db::Sentinel(sentinel), vec![("REDIS_URL".into(), url); n])
             }
@@ -155,11 +161,11 @@ impl Cluster {
                     sentinel.pause_server(master, true);
                     thread::sleep(fault.length);
                     sentinel.pause_server(master, false);
-                    if fault.length > NODE_TIMEOUT {
+                    if fault.length > sentinel.down_after() {
                         // Paused past the sentinels' patience: the replica may be promoted, and
                         // writes (which wait for a replica) fail until the old master is the
                         // new one's replica. Healed when it is.
-                        thread::sleep(NODE_TIMEOUT);
+                        thread::sleep(sentinel.down_after());
                         sentinel.wait_healed(master);
                     }
                 }

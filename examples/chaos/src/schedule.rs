@@ -128,7 +128,7 @@ pub fn schedule(seed: u64, kind: Kind, chaos: Duration, nodes: usize) -> Vec<Fau
             (FaultKind::MasterKill, Some(last)) if at < last + FAILOVERS_APART => {
                 (FaultKind::NodePause, length)
             }
-            // A Redis pause stays under the sentinels' patience: a pause, not a failover.
+            // A Redis pause stays under the sentinels' patience (3 s): a pause, not a failover.
             (FaultKind::DbPause, _) if kind_of_db == Kind::Redis => {
                 (kind, Duration::from_millis(rng.gen_range(300..900)))
             }

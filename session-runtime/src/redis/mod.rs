@@ -155,6 +155,15 @@
 //! write can still be lost, so two holders may overlap after a failover, but only one of them
 //! can write: the one whose token the promoted replica holds.
 //!
+//! **Bringing a crashed master back.** Start it as a replica of the master the sentinels name
+//! now (`--replicaof`) and not promotable (`--replica-priority 0`) until it has synced
+//! (`master_link_status:up`), then give it its priority back. The repository's chaos run
+//! (`examples/chaos/`, nodes with replica wait, masters SIGKILLed and brought back) found
+//! why: on a loaded machine the sentinels took the just-promoted master for dead a second
+//! later and promoted the restarted server, still empty; the promoted master then synced from
+//! it and every session was gone. Restarted that way, no chaos run since has lost an
+//! acknowledged write.
+//!
 //! **Why the adapter resubscribes itself.** fred 10.1's `SubscriberClient::manage_subscriptions`
 //! sends `SUBSCRIBE` with the (empty) list of plain channels first, Redis refuses it, and it
 //! never gets to the shard channels socketioxide-redis uses. [`RedisSessions::adapter`]

@@ -35,7 +35,7 @@ use std::{
 };
 
 use crate::{
-    redis::{cli, dir_arg, free_port, launch, temp_dir, tools_found, try_cli},
+    redis::{cli, free_port, launch, temp_dir, tools_found, try_cli},
     Process, TIMEOUT,
 };
 
@@ -287,6 +287,10 @@ fn start_cluster_node(dir: &Path) -> RedisNode {
 pub struct RedisSentinel {
     servers: Vec<RedisNode>,
     sentinels: Vec<RedisNode>,
+    /// The sentinels' `down-after-milliseconds`.
+    down: Duration,
+    /// Servers started again so far: each in a directory of its own, empty.
+    restarts: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -294,15 +298,35 @@ impl RedisSentinel {
     /// Starts the master, the replica (in sync before this returns) and three sentinels that
     /// know both and each other; `None` (after saying `SKIPPED`) without `redis-server`.
     pub fn start() -> Option<Self> {
+        Self::start_with(NODE_TIMEOUT)
+    }
+
+    /// [`RedisSentinel::start`] with sentinels that take the master for dead after `down`
+    /// without an answer (`down-after-milliseconds`) instead of [`NODE_TIMEOUT`]: on a
+    /// loaded machine 1 s of silence happens without a death, and sentinels then fail over on
+    /// their own.
+    pub fn start_with(down: Duration) -> Option<Self> {
         if !tools_found("redis-sentinel") {
             return None;
         }
         let dir = temp_dir("sentinel");
-        let dir_arg = dir_arg(&dir);
-        // A replica keeps the RDB of its sync in its `--dir`: the temporary one.
-        let master = start_server(&["--dir", dir_arg]);
+        // A replica keeps the RDB of its sync in its `--dir`, and a server started again loads
+        // the RDB there: one directory a server, as one disk a machine.
+        let server_dir = |name: &str| {
+            let path = dir.path().join(name);
+            fs::create_dir(&path).expect("a server's directory");
+            path.to_str().expect("a UTF-8 temporary path").to_owned()
+        };
+        let master = start_server(&["--dir", &server_dir("first-master")]);
         let replica_of = master.port.to_string();
-        let replica = start_server(&["--dir", dir_arg, "--replicaof", "127.0.0.1", &replica_of]);
+        let replica_dir = server_dir("first-replica");
+        let replica = start_server(&[
+            "--dir",
+            &replica_dir,
+            "--replicaof",
+            "127.0.0.1",
+            &replica_of,
+        ]);
         poll(TIMEOUT, || {
             try_cli(replica.port, &["INFO", "replication"])
                 .ok()
@@ -310,11 +334,13 @@ impl RedisSentinel {
         })
         .expect("the replica syncs with its master");
         let sentinels = (0..3)
-            .map(|i| start_sentinel(dir.path(), i, master.port))
+            .map(|i| start_sentinel(dir.path(), i, master.port, down))
             .collect();
         let setup = Self {
             servers: vec![master, replica],
             sentinels,
+            down,
+            restarts: 0,
             _dir: dir,
         };
         // A failover needs every sentinel to know the replica and a quorum of the others.
@@ -394,7 +420,11 @@ impl RedisSentinel {
     /// replicated; promoted while it syncs, the same.)
     pub fn restart_as_replica(&mut self, port: u16) {
         let master = self.master_port().to_string();
-        let dir = dir_arg(&self._dir).to_owned();
+        // A new, empty directory, as a replaced disk: no RDB of an earlier life to load.
+        self.restarts += 1;
+        let dir = self._dir.path().join(format!("restart-{}", self.restarts));
+        fs::create_dir(&dir).expect("a server's directory");
+        let dir = dir.to_str().expect("a UTF-8 temporary path").to_owned();
         let server = self
             .servers
             .iter_mut()
@@ -423,8 +453,13 @@ impl RedisSentinel {
         cli(port, &["CONFIG", "SET", "replica-priority", "100"]);
     }
 
+    /// The sentinels' `down-after-milliseconds` (see [`RedisSentinel::start_with`]).
+    pub fn down_after(&self) -> Duration {
+        self.down
+    }
+
     /// SIGSTOP (`pause: true`) or SIGCONT (`false`) to the server on `port`: paused past
-    /// [`NODE_TIMEOUT`], its replica is promoted meanwhile, and the sentinels make it a replica
+    /// [`RedisSentinel::down_after`], its replica is promoted meanwhile, and the sentinels make it a replica
     /// once it answers again.
     pub fn pause_server(&self, port: u16, pause: bool) {
         let server = self
@@ -487,12 +522,12 @@ fn start_server(extra: &[&str]) -> RedisNode {
     panic!("redis-server did not start on any of 5 free ports");
 }
 
-fn start_sentinel(dir: &Path, i: usize, master: u16) -> RedisNode {
+fn start_sentinel(dir: &Path, i: usize, master: u16, down: Duration) -> RedisNode {
     for _ in 0..5 {
         let port = free_port();
         // A sentinel rewrites its config file: one each.
         let config = dir.join(format!("sentinel-{i}.conf"));
-        let down = NODE_TIMEOUT.as_millis();
+        let down = down.as_millis();
         fs::write(
             &config,
             format!(
