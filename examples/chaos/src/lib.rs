@@ -5,7 +5,7 @@
 //! from a seeded schedule: nodes paused (SIGSTOP) past their leases and killed (SIGKILL) and
 //! started again, the database paused, the Redis master killed (a failover), a node cut off
 //! from PostgreSQL by its relay, PostgreSQL crashed and started again. Every operation is
-//! recorded with its outcome (ok, error, unknown); afterwards [`check`] reads the whole
+//! recorded with its outcome (ok, error, unknown); afterwards [`check()`] reads the whole
 //! history, as Jepsen's checkers do.
 //!
 //! A crate of its own, beside `examples/bench/`: `cargo test` runs its short run
