@@ -206,13 +206,7 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
             for op in self.nsps() {
                 let ns = op.ns_path().to_owned();
                 let mut reach = reach;
-                let told = tokio::time::timeout(PUSH_LIMIT, select(op, reach).emit(event, &data));
-                let failed = match told.await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(err)) => Some(err.to_string()),
-                    Err(_) => Some(format!("no answer within {PUSH_LIMIT:?}")),
-                };
-                if let Some(err) = failed {
+                if let Err(err) = bounded_step(select(op, reach).emit(event, &data)).await {
                     tracing::warn!(%ns, %err, "could not push `{event}` to a session's sockets");
                     if reach == Reach::AllNodes {
                         // The adapters publish to the other nodes before they deliver here, and
@@ -231,28 +225,17 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
                 // and their user's, so nothing later sent to either reaches them.
                 let after = if push.disconnect {
                     let done = select(op, reach).disconnect();
-                    tokio::time::timeout(PUSH_LIMIT, done)
-                        .await
-                        .map(|done| done.map_err(|err| err.to_string()))
+                    bounded_step(async { done.await.map_err(|err| err.to_string()) }).await
                 } else {
                     if reach == Reach::ThisNode && push.user_room.is_none() {
                         leave_user_rooms(op.clone().local().to(rooms.clone()).sockets());
                     }
                     let mut leave = rooms.clone();
                     leave.extend(push.user_room.clone());
-                    let done = select(op, reach).leave(leave);
-                    tokio::time::timeout(PUSH_LIMIT, done)
-                        .await
-                        .map(|done| done.map_err(|err| err.to_string()))
+                    bounded_step(select(op, reach).leave(leave)).await
                 };
-                match after {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(%ns, %err, "could not take a session's sockets out of its room")
-                    }
-                    Err(_) => {
-                        tracing::warn!(%ns, "taking a session's sockets out of its room took over {PUSH_LIMIT:?}")
-                    }
+                if let Err(err) = after {
+                    tracing::warn!(%ns, %err, "could not take a session's sockets out of its room");
                 }
             }
             reached
@@ -304,6 +287,18 @@ impl<A: Adapter> PushTarget for SocketIo<A> {
 
 /// This node's `sockets` leave every user room they are in (their session ended, and which
 /// user it had is not known here).
+/// One step of a push through the adapter, bounded by [`PUSH_LIMIT`]: why it failed, if it
+/// did (a hung publish counts as failed).
+async fn bounded_step<E: std::fmt::Display>(
+    step: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(PUSH_LIMIT, step).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {PUSH_LIMIT:?}")),
+    }
+}
+
 fn leave_user_rooms<A: Adapter>(sockets: Vec<socketioxide::extract::SocketRef<A>>) {
     for socket in sockets {
         let rooms: Vec<_> = socket

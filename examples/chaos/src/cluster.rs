@@ -96,8 +96,7 @@ impl Cluster {
                 let urls = relays
                     .iter()
                     .map(|relay| {
-                        let url =
-                            format!("postgres://postgres@127.0.0.1:{}/postgres", relay.port());
+                        let url = PostgresServer::url_at(relay.port());
                         ("DATABASE_URL".to_owned(), url)
                     })
                     .collect();

@@ -228,14 +228,8 @@ pub async fn run(config: Config) -> Option<Report> {
         .collect();
     let _ = go_tx.send(());
     let _ = done_rx.await;
-    tokio::time::sleep(
-        config
-            .chaos
-            .saturating_sub(started.elapsed())
-            .max(Duration::ZERO)
-            + Duration::from_secs(3),
-    )
-    .await;
+    tokio::time::sleep(config.chaos.saturating_sub(started.elapsed()) + Duration::from_secs(3))
+        .await;
     world.stop.store(true, Ordering::Relaxed);
     let mut ended = Vec::new();
     for client in clients {

@@ -82,7 +82,7 @@ impl Backend {
     fn url_on(&self, port: u16) -> String {
         match self {
             Self::Redis(_) => format!("redis://127.0.0.1:{port}"),
-            Self::Postgres(_) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            Self::Postgres(_) => PostgresServer::url_at(port),
         }
     }
 

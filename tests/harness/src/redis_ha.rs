@@ -327,12 +327,8 @@ impl RedisSentinel {
             "127.0.0.1",
             &replica_of,
         ]);
-        poll(TIMEOUT, || {
-            try_cli(replica.port, &["INFO", "replication"])
-                .ok()
-                .filter(|info| info.contains("master_link_status:up"))
-        })
-        .expect("the replica syncs with its master");
+        poll(TIMEOUT, || in_sync(replica.port).then_some(()))
+            .expect("the replica syncs with its master");
         let sentinels = (0..3)
             .map(|i| start_sentinel(dir.path(), i, master.port, down))
             .collect();
@@ -444,12 +440,8 @@ impl RedisSentinel {
         ];
         server.process = launch(port, &args)
             .unwrap_or_else(|| panic!("redis-server did not start again on {port}"));
-        poll(2 * TIMEOUT, || {
-            try_cli(port, &["INFO", "replication"])
-                .ok()
-                .filter(|info| info.contains("master_link_status:up"))
-        })
-        .unwrap_or_else(|| panic!("the server on {port} did not sync with its new master"));
+        poll(2 * TIMEOUT, || in_sync(port).then_some(()))
+            .unwrap_or_else(|| panic!("the server on {port} did not sync with its new master"));
         cli(port, &["CONFIG", "SET", "replica-priority", "100"]);
     }
 
@@ -487,12 +479,7 @@ impl RedisSentinel {
             if master == paused {
                 return Some(master);
             }
-            try_cli(paused, &["INFO", "replication"])
-                .ok()
-                .filter(|info| {
-                    info.contains("role:slave") && info.contains("master_link_status:up")
-                })
-                .map(|_| master)
+            in_sync(paused).then_some(master)
         })
         .unwrap_or_else(|| panic!("the server on {paused} did not come back as master or replica"))
     }
@@ -510,6 +497,12 @@ impl RedisSentinel {
             panic!("the sentinels promoted no replica:\n{}", logs.join("\n"))
         })
     }
+}
+
+/// Whether the server on `port` is a replica with its master's data (its link up).
+fn in_sync(port: u16) -> bool {
+    try_cli(port, &["INFO", "replication"])
+        .is_ok_and(|info| info.contains("role:slave") && info.contains("master_link_status:up"))
 }
 
 fn start_server(extra: &[&str]) -> RedisNode {

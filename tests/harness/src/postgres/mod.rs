@@ -111,7 +111,12 @@ impl PostgresServer {
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        Self::url_at(self.port)
+    }
+
+    /// Its URL with `port` in place of its own: through a [`Relay`](crate::Relay) to it.
+    pub fn url_at(port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
     }
 
     /// The port it listens on.
