@@ -247,7 +247,7 @@ impl SessionHandle {
     /// [`SessionError::Store`] when the store fails to load the record,
     /// [`SessionError::TimedOut`] when it does not answer in time.
     pub async fn read(&self) -> Result<ReadOnlySocketSession, SessionError> {
-        let record = self.load().await?;
+        let record = self.load_at(OffsetDateTime::now_utc()).await?;
         Ok(ReadOnlySocketSession(Shared::new(
             self.inner.id,
             record.map(|r| r.data),
@@ -335,26 +335,31 @@ impl SessionHandle {
         if self.is_gone() {
             return Err(SessionError::Gone);
         }
-        let (guard, record) = self.lock_and_load(id).await?;
+        let (guard, record, now) = self.lock_and_load(id).await?;
         let Some(mut record) = record else {
             return Err(SessionError::Gone);
         };
         let tracking = self.inner.sessions.lifecycle().users();
         let user_before = tracking.and_then(|t| t.key_of(&record.data));
-        let now = OffsetDateTime::now_utc();
         let shared = Shared::new(Some(id), Some(std::mem::take(&mut record.data)));
         check_required(&shared, require)?;
 
-        let body = AssertUnwindSafe(f(SocketSession(shared.clone()))).catch_unwind();
-        let value = match self.inner.sessions.bounds().body(body).await {
+        // Built in place: a named local would keep a second copy of the body's future in
+        // this one's state.
+        let bounded = self
+            .inner
+            .sessions
+            .bounds()
+            .body(AssertUnwindSafe(f(SocketSession(shared.clone()))).catch_unwind());
+        let value = match bounded.await {
             Ok(Ok(Ok(value))) if !shared.state().end => value,
             Ok(Ok(result)) => {
                 if shared.state().end {
                     shared.state().closed = true;
-                    // Under the lock it holds: fenced like any write.
+                    // Under the lock it holds: fenced like any write. Boxed, as every rare
+                    // step of an event is: inline, a second write would enlarge every event.
                     let change = Change::between(user_before, None);
-                    self.write(guard, id, &record, Write::Delete, false, change)
-                        .await?;
+                    Box::pin(self.write(guard, id, &record, Write::Delete, false, change)).await?;
                 }
                 return Ok(result);
             }
@@ -411,7 +416,7 @@ impl SessionHandle {
         F: AsyncFnOnce(ReadOnlySocketSession) -> R,
     {
         let now = OffsetDateTime::now_utc();
-        let record = self.load().await?;
+        let record = self.load_at(now).await?;
         let touch = record
             .as_ref()
             .is_some_and(|r| self.keeps_alive(false) && self.touch_due(r, now));
@@ -425,7 +430,7 @@ impl SessionHandle {
             state.end
         };
         if end {
-            self.end_now().await?;
+            Box::pin(self.end_now()).await?;
         }
         if touch {
             let handle = self.clone();
@@ -444,7 +449,7 @@ impl SessionHandle {
         let Some(id) = self.inner.id else {
             return Ok(());
         };
-        let (guard, record) = self.lock_and_load(id).await?;
+        let (guard, record, _) = self.lock_and_load(id).await?;
         let Some(record) = record else {
             return Ok(());
         };
@@ -484,8 +489,7 @@ impl SessionHandle {
         let Some(_claim) = self.inner.sessions.lifecycle().start_touch(id) else {
             return Ok(());
         };
-        let (guard, record) = self.lock_and_load(id).await?;
-        let now = OffsetDateTime::now_utc();
+        let (guard, record, now) = self.lock_and_load(id).await?;
         let Some(mut record) = record.filter(|r| self.touch_due(r, now)) else {
             return Ok(());
         };
@@ -494,11 +498,12 @@ impl SessionHandle {
             .await
     }
 
-    /// Takes the session's lock (bounded) and loads the record with it.
+    /// Takes the session's lock (bounded) and loads the record with it; with the instant the
+    /// lock was taken, the transaction's "now".
     async fn lock_and_load(
         &self,
         id: Id,
-    ) -> Result<(SessionLockGuard, Option<Record>), SessionError> {
+    ) -> Result<(SessionLockGuard, Option<Record>, OffsetDateTime), SessionError> {
         let sessions = &self.inner.sessions;
         let bounds = sessions.bounds();
         let mut lock = sessions.locks().lock(id);
@@ -518,7 +523,7 @@ impl SessionHandle {
             Some(loaded) => self.found(loaded?, now),
             None => self.load_record(id, now).await?,
         };
-        Ok((guard, record))
+        Ok((guard, record, now))
     }
 
     /// Writes what a transaction decided, through the lease if the lock is one (fenced: a
@@ -538,7 +543,9 @@ impl SessionHandle {
         let tracking = lifecycle.users().zip(change.as_ref());
         if let (Some((tracking, change)), Write::Save) = (tracking, &write) {
             // Before the record names its new user: the index never misses a live session.
-            bounds.store_call(change.before(tracking, id)).await?;
+            bounds
+                .store_call(Box::pin(change.before(tracking, id)))
+                .await?;
         }
         let lease_write = match write {
             // Dropping the guard releases the lock (a lease releases in the background).
@@ -558,20 +565,24 @@ impl SessionHandle {
             },
         }
         if let Some((tracking, change)) = tracking {
-            change.after(tracking, id).await;
+            Box::pin(change.after(tracking, id)).await;
         }
         if let Write::Delete = write {
             self.inner.gone.store(true, Ordering::Release);
             tracing::debug!("session deleted by a socket handler");
             let user = change.and_then(|change| change.old);
-            lifecycle.ended(id, LOGGED_OUT, user.as_ref()).await;
+            Box::pin(lifecycle.ended(id, LOGGED_OUT, user.as_ref())).await;
             return Ok(());
         }
         if let Some(change) = &change {
-            lifecycle.user_moved(id, change).await;
+            Box::pin(lifecycle.user_moved(id, change)).await;
         }
         tracing::debug!("session saved");
-        lifecycle.moved(id, record.expiry_date);
+        // Only an inactivity window moves the expiry: any other kind stays where the timer
+        // (if any) already has it, and telling the timers' task costs a wake-up per event.
+        if let Some(Expiry::OnInactivity(_)) = self.inner.expiry {
+            lifecycle.moved(id, record.expiry_date);
+        }
         if touched {
             if let Some(socket) = self.inner.socket.upgrade() {
                 socket.refresh();
@@ -580,14 +591,15 @@ impl SessionHandle {
         Ok(())
     }
 
-    async fn load(&self) -> Result<Option<Record>, SessionError> {
+    /// The record as of `now`: `None` without a session, or once it is gone.
+    async fn load_at(&self, now: OffsetDateTime) -> Result<Option<Record>, SessionError> {
         let Some(id) = self.inner.id else {
             return Ok(None);
         };
         if self.is_gone() {
             return Ok(None);
         }
-        self.load_record(id, OffsetDateTime::now_utc()).await
+        self.load_record(id, now).await
     }
 
     async fn load_record(

@@ -532,18 +532,19 @@ impl Drop for LocalGuard {
             held: Some((locks.clone(), id)),
         };
         let mut shard = locks.lock_shard(&id);
-        let Some(waiters) = shard.get_mut(&id) else {
+        // One lookup for both the hand-over and the removal.
+        let Entry::Occupied(mut waiters) = shard.entry(id) else {
             baton.held = None;
             return;
         };
-        while let Some(next) = waiters.pop_front() {
+        while let Some(next) = waiters.get_mut().pop_front() {
             match next.send(baton) {
                 Ok(()) => return,
                 // That waiter gave up: try the next one.
                 Err(back) => baton = back,
             }
         }
-        shard.remove(&id);
+        waiters.remove();
         drop(shard);
         // Disarmed: the lock is free and nobody waits.
         baton.held = None;

@@ -112,7 +112,8 @@ where
 /// Everything a generated wrapper needs of the event: the socket's session handle and a way
 /// to acknowledge, with the adapter type erased so generated code never names it.
 pub struct EventContext {
-    handle: Result<SessionHandle, SessionError>,
+    /// `None` when the namespace was not registered through `SocketSessions`.
+    handle: Option<SessionHandle>,
     ack: Option<AckFn>,
     /// Every log line of the event, its failure's included, is recorded inside it.
     span: tracing::Span,
@@ -145,7 +146,7 @@ impl<A: Adapter> FromMessageParts<A> for EventContext {
             }
         }
         Ok(Self {
-            handle: SessionHandle::of(s).ok_or(SessionError::NotAttached),
+            handle: SessionHandle::of(s),
             ack,
             span,
         })
@@ -164,21 +165,25 @@ fn error_answer(message: &str) -> Box<RawValue> {
 
 impl EventContext {
     /// `#[with_session(autosave)]`: lock, reload, body, save if changed, unlock, acknowledge.
-    pub async fn autosave<F>(self, require: Option<&'static str>, body: F)
+    pub async fn autosave<F>(mut self, require: Option<&'static str>, body: F)
     where
         F: AsyncFnOnce(SocketSession) -> Outcome,
     {
-        let handle = match &self.handle {
-            Ok(handle) => handle.clone(),
-            Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
+        let Some(handle) = self.handle.take() else {
+            return self.finish(None, Err(SessionError::NotAttached));
         };
-        let result = handle
-            .transaction(require, async |session| match body(session).await {
-                Outcome::Fail(message) => Err(message),
-                done => Ok(done),
-            })
-            .instrument(self.span.clone())
-            .await;
+        // Boxed, so that the event's task holds a pointer and not the whole transaction:
+        // spawning the task and running it copy its future half a dozen times per event. (Under
+        // 1 KiB, the allocator serves it from its per-thread cache.)
+        let result = Box::pin(
+            handle
+                .transaction(require, async |session| match body(session).await {
+                    Outcome::Fail(message) => Err(message),
+                    done => Ok(done),
+                })
+                .instrument(self.span.clone()),
+        )
+        .await;
         let outcome = match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Ok(Outcome::Fail(message)),
@@ -188,18 +193,20 @@ impl EventContext {
     }
 
     /// `#[with_session(readonly)]`: reload, body, acknowledge. No lock, no write.
-    pub async fn readonly<F>(self, require: Option<&'static str>, body: F)
+    pub async fn readonly<F>(mut self, require: Option<&'static str>, body: F)
     where
         F: AsyncFnOnce(ReadOnlySocketSession) -> Outcome,
     {
-        let handle = match &self.handle {
-            Ok(handle) => handle.clone(),
-            Err(_) => return self.finish(None, Err(SessionError::NotAttached)),
+        let Some(handle) = self.handle.take() else {
+            return self.finish(None, Err(SessionError::NotAttached));
         };
-        let outcome = handle
-            .read_transaction(require, body)
-            .instrument(self.span.clone())
-            .await;
+        // Boxed for the reason `autosave`'s transaction is.
+        let outcome = Box::pin(
+            handle
+                .read_transaction(require, body)
+                .instrument(self.span.clone()),
+        )
+        .await;
         self.finish(Some(&handle), outcome);
     }
 

@@ -1,7 +1,15 @@
 //! Bounds on every wait: a hung store, a stuck lock holder or a handler that never finishes
 //! gets the client an answer instead of silence, and never holds a session's lock for ever.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::{FutureExt as _, TryFutureExt as _};
+use tokio::time::Sleep;
 
 use tower_sessions::session_store;
 
@@ -106,42 +114,84 @@ impl Timeouts {
     }
 
     /// A store operation, bounded.
-    pub(crate) async fn store_op<T>(
+    pub(crate) fn store_op<T>(
         &self,
         op: impl Future<Output = session_store::Result<T>>,
-    ) -> Result<T, SessionError> {
-        self.store_call(async { op.await.map_err(SessionError::Store) })
-            .await
+    ) -> impl Future<Output = Result<T, SessionError>> {
+        self.store_call(op.map_err(SessionError::Store))
     }
 
     /// A store operation that already speaks [`SessionError`] (a lease's write, a
     /// tower-sessions reload), bounded.
-    pub(crate) async fn store_call<T>(
+    pub(crate) fn store_call<T>(
         &self,
         op: impl Future<Output = Result<T, SessionError>>,
-    ) -> Result<T, SessionError> {
-        tokio::time::timeout(self.store, op)
-            .await
-            .unwrap_or(Err(SessionError::TimedOut))
+    ) -> impl Future<Output = Result<T, SessionError>> {
+        Bounded::new(Some(self.store), op).map(|out| out.unwrap_or(Err(SessionError::TimedOut)))
     }
 
     /// A wait for a session's lock, bounded.
-    pub(crate) async fn lock_wait<T>(
+    pub(crate) fn lock_wait<T>(
         &self,
         wait: impl Future<Output = Result<T, SessionError>>,
-    ) -> Result<T, SessionError> {
-        tokio::time::timeout(self.lock, wait)
-            .await
-            .unwrap_or(Err(SessionError::Busy))
+    ) -> impl Future<Output = Result<T, SessionError>> {
+        Bounded::new(Some(self.lock), wait).map(|out| out.unwrap_or(Err(SessionError::Busy)))
     }
 
     /// A handler's body, bounded if a bound is set.
-    pub(crate) async fn body<F: Future>(&self, body: F) -> Result<F::Output, SessionError> {
-        match self.handler {
-            Some(limit) => tokio::time::timeout(limit, body)
-                .await
-                .map_err(|_| SessionError::HandlerTimedOut),
-            None => Ok(body.await),
+    pub(crate) fn body<F: Future>(
+        &self,
+        body: F,
+    ) -> impl Future<Output = Result<F::Output, SessionError>> {
+        Bounded::new(self.handler, body).map(|out| out.map_err(|_| SessionError::HandlerTimedOut))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `op` within `limit` (`None`: unbounded), the timer started only if `op` does not finish
+    /// at its first poll.
+    ///
+    /// Most operations of an in-memory store, an uncontended lock and most handlers' bodies
+    /// finish there, and a timer costs a clock read and a handle on the runtime each time; no
+    /// timer could cut a poll short anyway, so the bound is the same: `limit` from the first
+    /// time `op` waits. The timer is boxed: it is only made for an operation that waits (a
+    /// network round trip, next to which an allocation is nothing), and inline it would
+    /// enlarge every event's future, which is copied each time its task is spawned and run.
+    struct Bounded<F> {
+        #[pin]
+        op: F,
+        limit: Option<Duration>,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F> Bounded<F> {
+    fn new(limit: Option<Duration>, op: F) -> Self {
+        Self {
+            op,
+            limit,
+            timer: None,
         }
+    }
+}
+
+/// A bound passed.
+struct Elapsed;
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.op.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let Some(limit) = *this.limit else {
+            return Poll::Pending;
+        };
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| Err(Elapsed))
     }
 }
