@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use session_harness::{SocketClient, TestServer, Transport, User, HAND_WRITTEN};
 use session_runtime::{OnGone, GONE_EVENT};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 /// The second namespace the sessions are used in.
 const ADMIN: &str = "/admin";
@@ -35,15 +35,7 @@ async fn http_then_gone(alice: &User, action: &str, sockets: &[SocketClient], re
         "logout" => alice.http.logout().await,
         _ => alice.http.login("alice").await,
     };
-    for (i, socket) in sockets.iter().enumerate() {
-        let gone = timeout_at(deadline, socket.next_event(GONE_EVENT)).await;
-        let gone = gone.unwrap_or_else(|_| panic!("{action}: socket {i}: no push within 1 s"));
-        assert_eq!(
-            gone,
-            Some(json!({ "reason": reason })),
-            "{action}: socket {i}"
-        );
-    }
+    SocketClient::all_told_gone(sockets, deadline, reason, action).await;
 }
 
 /// `socket` hears no `session:gone` for a while.

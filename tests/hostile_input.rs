@@ -63,6 +63,25 @@ fn answered(event: &str, ack: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `cases` cases of `input`, an event and what to send with it, each sent by `send` and
+/// [`answered`]; then the same socket still serves alice.
+fn every_case_answered<V: std::fmt::Debug, F: std::future::Future<Output = Value>>(
+    rt: &Runtime,
+    socket: &RawSocket,
+    cases: u32,
+    input: impl Strategy<Value = (&'static str, V)>,
+    send: impl Fn((&'static str, V)) -> F,
+) {
+    runner(cases)
+        .run(&input, |(event, value)| {
+            let ack = rt.block_on(send((event, value)));
+            answered(event, &ack)
+        })
+        .unwrap();
+    let whoami = rt.block_on(socket.ack("whoami", vec![]));
+    assert_eq!(whoami, json!({ "user": "alice" }), "still serving");
+}
+
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
@@ -84,15 +103,9 @@ fn any_payload_is_answered_and_the_server_goes_on() {
     .prop_filter("fits in one packet", |args| {
         Value::from(args.clone()).to_string().len() < MAX_PAYLOAD - 100
     });
-    runner(300)
-        .run(&(event, args), |(event, args)| {
-            let ack = rt.block_on(socket.ack(event, args));
-            answered(event, &ack)
-        })
-        .unwrap();
-    // Still the same socket, still serving.
-    let whoami = rt.block_on(socket.ack("whoami", vec![]));
-    assert_eq!(whoami, json!({ "user": "alice" }));
+    every_case_answered(&rt, &socket, 300, (event, args), |(event, args)| {
+        socket.ack(event, args)
+    });
 }
 
 #[test]
@@ -101,16 +114,10 @@ fn binary_attachments_are_answered_and_the_server_goes_on() {
     let (_server, _alice, socket) = setup(&rt);
     let event = prop::sample::select(EVENTS.to_vec());
     let bytes = prop::collection::vec(any::<u8>(), 0..4096);
-    runner(100)
-        .run(&(event, bytes), |(event, bytes)| {
-            let placeholder = json!({ "_placeholder": true, "num": 0 });
-            let ack =
-                rt.block_on(socket.emit_with_attachments(event, vec![placeholder], vec![bytes]));
-            answered(event, &ack)
-        })
-        .unwrap();
-    let whoami = rt.block_on(socket.ack("whoami", vec![]));
-    assert_eq!(whoami, json!({ "user": "alice" }));
+    every_case_answered(&rt, &socket, 100, (event, bytes), |(event, bytes)| {
+        let placeholder = json!({ "_placeholder": true, "num": 0 });
+        socket.emit_with_attachments(event, vec![placeholder], vec![bytes])
+    });
 }
 
 #[test]

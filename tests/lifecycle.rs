@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use session_harness::{Http, SocketClient, TestServer, Transport, User};
+use session_harness::{Http, ServerBuilder, SocketClient, TestServer, Transport, User};
 use session_runtime::{KeepAlive, GONE_EVENT, REFRESH_EVENT};
 use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tower_sessions::{cookie::time::OffsetDateTime, session::Id, Expiry};
@@ -66,6 +66,18 @@ fn expired_in_time(
     late
 }
 
+/// A server whose sessions expire after [`WINDOW`] of inactivity (configured further by
+/// `with`), and alice logged in there: her client, session id and cookie, as [`login`].
+async fn alice_in_window(
+    with: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (TestServer, User, Id, String) {
+    let server = with(TestServer::builder().expiry(inactivity(WINDOW)))
+        .start()
+        .await;
+    let (alice, id, cookie) = login(&server, "alice").await;
+    (server, alice, id, cookie)
+}
+
 /// Logs `name` in and returns the client, its session id and its cookie (kept: with
 /// `OnInactivity` the jar forgets the cookie after one window, whatever the store holds).
 async fn login(server: &TestServer, name: &str) -> (User, Id, String) {
@@ -73,6 +85,60 @@ async fn login(server: &TestServer, name: &str) -> (User, Id, String) {
     let id = user.id().await;
     let cookie = user.cookie();
     (user, id, cookie)
+}
+
+/// The server of the races between touches and a logout: a long window, aged by hand each
+/// round ([`due_login`]) so that every touch finds the session due; a slow store, so that the
+/// touch and the logout overlap.
+async fn race_server() -> TestServer {
+    TestServer::builder()
+        .expiry(inactivity(Duration::from_secs(60)))
+        .latency(Duration::from_millis(3))
+        .start()
+        .await
+}
+
+/// [`login`] of alice, the record aged to be due for a touch in the race tests' 60 s window
+/// (30 s left).
+async fn due_login(server: &TestServer) -> (User, Id, String) {
+    let (alice, id, cookie) = login(server, "alice").await;
+    let aged = OffsetDateTime::now_utc() + Duration::from_secs(30);
+    server.store.set_expiry_date(id, aged).await;
+    (alice, id, cookie)
+}
+
+/// Three `touch`es 3 ms apart racing alice's HTTP logout: they start from 10 ms before it to
+/// 10 ms after it, as `round` says. What each `touch` returned.
+async fn touches_around_logout<T>(
+    round: u64,
+    alice: &User,
+    mut touch: impl AsyncFnMut() -> T,
+) -> Vec<T> {
+    let offset = (round % 11) as i64 * 2 - 10;
+    let delay = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+    let touches = async {
+        sleep(delay(offset)).await;
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(touch().await);
+            sleep(Duration::from_millis(3)).await;
+        }
+        out
+    };
+    let logout = async {
+        sleep(delay(-offset)).await;
+        alice.http.logout().await
+    };
+    tokio::join!(touches, logout).0
+}
+
+/// The logged-out record of `id` stays gone once a touch that waited for the lock is done.
+async fn not_back(server: &TestServer, id: Id, round: u64, what: &str) {
+    sleep(Duration::from_millis(100)).await;
+    assert!(
+        server.store.record(id).await.is_none(),
+        "round {round}: {what} brought the session back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,15 +159,7 @@ async fn plain_routes_flush_and_cycle_id_push_to_every_socket_of_that_session_on
         let deadline = Instant::now() + WITHIN;
         let (status, body, _) = alice.http.post_for_cookie(path).await;
         assert_eq!((status, body), (200, json!({ "ok": true })), "{path}");
-        for (i, socket) in sockets.iter().enumerate() {
-            let gone = timeout_at(deadline, socket.next_event(GONE_EVENT)).await;
-            let gone = gone.unwrap_or_else(|_| panic!("{path}: socket {i}: no push within 1 s"));
-            assert_eq!(
-                gone,
-                Some(json!({ "reason": reason })),
-                "{path}: socket {i}"
-            );
-        }
+        SocketClient::all_told_gone(&sockets, deadline, reason, path).await;
         let heard = bobs.next_event_within(GONE_EVENT, QUIET).await;
         assert_eq!(heard, None, "{path}: bob heard of alice's session");
 
@@ -148,12 +206,7 @@ async fn a_socket_handlers_flush_pushes_logged_out_to_every_socket_of_the_sessio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_inactivity_idle_sockets_hear_expired_within_a_second_and_an_active_session_does_not() {
-    let server = TestServer::builder()
-        .namespace(ADMIN)
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, alice_id, _) = login(&server, "alice").await;
+    let (server, alice, alice_id, _) = alice_in_window(|server| server.namespace(ADMIN)).await;
     let idle = [
         alice.socket_on("/", Transport::Websocket).await,
         alice.socket_on(ADMIN, Transport::Polling).await,
@@ -212,11 +265,7 @@ async fn at_date_time_idle_sockets_hear_expired_within_a_second_of_that_instant(
 /// A server whose sessions end after a `WINDOW` idle, alice logged in: her session's id,
 /// cookie and a websocket of it.
 async fn idle_alice() -> (TestServer, Id, String, SocketClient) {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, id, cookie) = login(&server, "alice").await;
+    let (server, alice, id, cookie) = alice_in_window(|server| server).await;
     let socket = alice.socket(Transport::Websocket).await;
     (server, id, cookie, socket)
 }
@@ -311,34 +360,15 @@ async fn read_only_http_requests_keep_the_session_alive_and_silence_then_ends_it
 /// record back, and a logged-out cookie gets no new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_requests_touch_racing_a_logout_never_brings_the_session_back() {
-    let server = TestServer::builder()
-        .expiry(inactivity(Duration::from_secs(60)))
-        .latency(Duration::from_millis(3))
-        .start()
-        .await;
+    let server = race_server().await;
     let mut touched = 0;
     for round in 0..40u64 {
-        let (alice, id, cookie) = login(&server, "alice").await;
-        let aged = OffsetDateTime::now_utc() + Duration::from_secs(30);
-        server.store.set_expiry_date(id, aged).await;
+        let (alice, id, cookie) = due_login(&server).await;
         let reader = server.http_with_cookie(&cookie);
-
-        let offset = (round % 11) as i64 * 2 - 10;
-        let delay = |ms: i64| Duration::from_millis(ms.max(0) as u64);
-        let reads = async {
-            sleep(delay(offset)).await;
-            let mut answers = Vec::new();
-            for _ in 0..3 {
-                answers.push(reader.get_for_cookie("/session").await);
-                sleep(Duration::from_millis(3)).await;
-            }
-            answers
-        };
-        let logout = async {
-            sleep(delay(-offset)).await;
-            alice.http.logout().await
-        };
-        let (answers, _) = tokio::join!(reads, logout);
+        let answers = touches_around_logout(round, &alice, async || {
+            reader.get_for_cookie("/session").await
+        })
+        .await;
         for (status, body, set_cookie) in answers {
             assert_eq!(status, 200, "{body}");
             match &body["user"] {
@@ -350,11 +380,7 @@ async fn a_read_only_requests_touch_racing_a_logout_never_brings_the_session_bac
                 ),
             }
         }
-        sleep(Duration::from_millis(100)).await;
-        assert!(
-            server.store.record(id).await.is_none(),
-            "round {round}: a read brought the session back"
-        );
+        not_back(&server, id, round, "a read").await;
         let after = server.http_with_cookie(&cookie).session().await;
         assert_eq!(after["user"], Value::Null, "round {round}");
     }
@@ -364,47 +390,19 @@ async fn a_read_only_requests_touch_racing_a_logout_never_brings_the_session_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_touch_racing_an_http_logout_never_brings_the_session_back() {
-    // A long window, aged by hand each round so that every event finds the session due; a
-    // slow store, so that the touch and the logout overlap.
-    let server = TestServer::builder()
-        .expiry(inactivity(Duration::from_secs(60)))
-        .latency(Duration::from_millis(3))
-        .start()
-        .await;
+    let server = race_server().await;
     let mut ended = Vec::new();
     let mut refreshed = 0;
     for round in 0..40u64 {
-        let (alice, id, cookie) = login(&server, "alice").await;
+        let (alice, id, cookie) = due_login(&server).await;
         let socket = alice.raw_socket().await;
-        let aged = OffsetDateTime::now_utc() + Duration::from_secs(30);
-        server.store.set_expiry_date(id, aged).await;
-
-        // The events start from 10 ms before the logout to 10 ms after it.
-        let offset = (round % 11) as i64 * 2 - 10;
-        let delay = |ms: i64| Duration::from_millis(ms.max(0) as u64);
-        let events = async {
-            sleep(delay(offset)).await;
-            let mut acks = Vec::new();
-            for _ in 0..3 {
-                acks.push(socket.emit("whoami", vec![]));
-                sleep(Duration::from_millis(3)).await;
-            }
-            futures_util::future::join_all(acks).await
-        };
-        let logout = async {
-            sleep(delay(-offset)).await;
-            alice.http.logout().await
-        };
-        let (acks, _) = tokio::join!(events, logout);
-        for ack in acks {
+        // Sent, not awaited: the acks come in while the next events go out.
+        let acks =
+            touches_around_logout(round, &alice, async || socket.emit("whoami", vec![])).await;
+        for ack in futures_util::future::join_all(acks).await {
             assert!(ack["user"] == "alice" || ack["user"].is_null(), "{ack}");
         }
-        // Let a touch that was waiting for the lock finish.
-        sleep(Duration::from_millis(100)).await;
-        assert!(
-            server.store.record(id).await.is_none(),
-            "round {round}: a touch brought the session back"
-        );
+        not_back(&server, id, round, "a touch").await;
         refreshed += socket.heard(REFRESH_EVENT).len();
         ended.push((id, cookie));
     }
@@ -489,12 +487,7 @@ async fn a_touch_sends_session_refresh_and_the_refresh_route_resends_the_cookie(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_keep_alive_off_readonly_events_do_not_extend_the_session() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .keep_alive(KeepAlive::Off)
-        .start()
-        .await;
-    let (alice, id, _) = login(&server, "alice").await;
+    let (server, alice, id, _) = alice_in_window(|server| server.keep_alive(KeepAlive::Off)).await;
     let socket = alice.raw_socket().await;
     let expiry = expiry_of(&server, id).await;
 
@@ -514,11 +507,7 @@ async fn with_keep_alive_off_readonly_events_do_not_extend_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_that_finds_the_record_extended_elsewhere_waits_for_the_new_expiry() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, id, _) = login(&server, "alice").await;
+    let (server, alice, id, _) = alice_in_window(|server| server).await;
     let socket = alice.socket(Transport::Websocket).await;
     let first = expiry_of(&server, id).await;
     // Another node's save: the store holds a later expiry, and this node's timer was not told.
@@ -577,12 +566,8 @@ async fn with_keep_alive_writes_only_autosave_events_touch_and_they_fold_it_into
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_on_gone_disconnect_an_expired_sessions_sockets_are_disconnected() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .on_gone(session_runtime::OnGone::disconnect())
-        .start()
-        .await;
-    let (alice, id, _) = login(&server, "alice").await;
+    let (server, alice, id, _) =
+        alice_in_window(|server| server.on_gone(session_runtime::OnGone::disconnect())).await;
     let socket = alice.socket(Transport::Polling).await;
     let expiry = expiry_of(&server, id).await;
 
@@ -596,11 +581,7 @@ async fn with_on_gone_disconnect_an_expired_sessions_sockets_are_disconnected() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_sockets_left_and_came_back_is_still_watched() {
-    let server = TestServer::builder()
-        .expiry(inactivity(WINDOW))
-        .start()
-        .await;
-    let (alice, id, _) = login(&server, "alice").await;
+    let (server, alice, id, _) = alice_in_window(|server| server).await;
     let expiry = expiry_of(&server, id).await;
     // Its last socket leaves (the timer goes with it), then a new one comes.
     let first = alice.socket(Transport::Websocket).await;

@@ -8,12 +8,12 @@
 //! the record; write the record and release the lease), one that changes nothing 2 (take and
 //! read; release), and a `readonly` event 1 (PostgresStore's `SELECT`).
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
-use session_harness::{PostgresServer, RawSocket, TestServer, TIMEOUT};
+use session_harness::{
+    costs::{assert_costs, Costs},
+    PostgresServer, RawSocket, TestServer,
+};
 
 /// Statements since the last reset, by what they do, leaving out the counting itself.
 fn statements(pg: &PostgresServer) -> BTreeMap<String, u64> {
@@ -41,35 +41,16 @@ fn statements(pg: &PostgresServer) -> BTreeMap<String, u64> {
 }
 
 /// `socket`'s events, warmed first (every connection of the pool has prepared the statements
-/// of each), then `N` of each counted against `costs` (statements per event, by kind).
-async fn events_cost(pg: &PostgresServer, socket: &RawSocket, costs: &[(&str, &[(&str, u64)])]) {
+/// of each), then counted against `costs` (statements per event, by kind).
+async fn events_cost(pg: &PostgresServer, socket: &RawSocket, costs: Costs<'_>) {
     for _ in 0..20 {
         for (event, _) in costs {
             let ack = socket.ack(event, vec![]).await;
             assert!(ack.get("error").is_none(), "{event}: {ack}");
         }
     }
-    const N: u64 = 20;
-    for (event, per_event) in costs {
-        pg.reset_statements();
-        for _ in 0..N {
-            let ack = socket.ack(event, vec![]).await;
-            assert!(ack.get("error").is_none(), "{event}: {ack}");
-        }
-        let expected: BTreeMap<String, u64> = per_event
-            .iter()
-            .map(|(what, n)| (what.to_string(), n * N))
-            .collect();
-        // A lease released in the background (`peek`) may still be on its way.
-        let deadline = Instant::now() + TIMEOUT;
-        let mut counted = statements(pg);
-        while counted != expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            counted = statements(pg);
-        }
-        println!("statements of {N} `{event}` events: {counted:?}");
-        assert_eq!(counted, expected, "{N} `{event}` events");
-    }
+    let counter = (|| pg.reset_statements(), || statements(pg));
+    assert_costs(socket, costs, "statements", counter.0, counter.1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

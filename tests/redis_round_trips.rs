@@ -13,10 +13,13 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use session_harness::{RawSocket, RedisServer, TestServer, TIMEOUT};
+use session_harness::{
+    costs::{assert_costs, Costs},
+    RawSocket, RedisServer, ServerBuilder, TestServer,
+};
 
 /// Top-level commands since the last `SLOWLOG RESET`, by name, leaving out redis-cli's own.
-fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
+fn round_trips(redis: &RedisServer) -> BTreeMap<String, u64> {
     let log: Value =
         serde_json::from_str(&redis.cli(&["--json", "SLOWLOG", "GET", "-1"])).expect("json");
     let mut counts = BTreeMap::new();
@@ -40,7 +43,7 @@ fn round_trips(redis: &RedisServer) -> BTreeMap<String, usize> {
         .lines()
         .find_map(|line| line.strip_prefix("cmdstat_wait:calls="))
     {
-        let calls: usize = calls.split(',').next().unwrap().parse().expect("a count");
+        let calls: u64 = calls.split(',').next().unwrap().parse().expect("a count");
         counts.insert("wait".into(), calls);
     }
     counts
@@ -52,8 +55,17 @@ fn reset(redis: &RedisServer) {
     redis.cli(&["CONFIG", "RESETSTAT"]);
 }
 
-/// Counts `N` events of each kind on a server on `redis`, against what each should cost.
-async fn counted(redis: &RedisServer, server: TestServer, costs: &[(&str, &[(&str, usize)])]) {
+/// Counts events of each kind on a test server on `redis` (configured further by `with`),
+/// against what each should cost.
+async fn counted(
+    redis: &RedisServer,
+    with: impl FnOnce(ServerBuilder) -> ServerBuilder,
+    costs: Costs<'_>,
+) {
+    logging(redis);
+    let server = with(TestServer::builder().redis(&redis.url(), Duration::from_secs(5)))
+        .start()
+        .await;
     let alice = server.login("alice").await;
     let socket = alice.raw_socket().await;
     // Warm: the connections are up, the scripts loaded.
@@ -66,36 +78,16 @@ async fn counted(redis: &RedisServer, server: TestServer, costs: &[(&str, &[(&st
     events_cost(redis, &socket, costs).await;
 }
 
-/// `N` events of each kind on `socket` cost what each should, in Redis commands.
-async fn events_cost(redis: &RedisServer, socket: &RawSocket, costs: &[(&str, &[(&str, usize)])]) {
-    const N: usize = 20;
-    for (event, per_event) in costs {
-        reset(redis);
-        for _ in 0..N {
-            let ack = socket.ack(event, vec![]).await;
-            assert!(ack.get("error").is_none(), "{event}: {ack}");
-        }
-        let expected: BTreeMap<String, usize> = per_event
-            .iter()
-            .map(|(command, n)| (command.to_string(), n * N))
-            .collect();
-        // A lease released in the background (`peek`) may still be on its way: wait for the
-        // count to come in (a surplus never turns into it), then compare.
-        let deadline = Instant::now() + TIMEOUT;
-        let mut counted = round_trips(redis);
-        while counted != expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            counted = round_trips(redis);
-        }
-        println!("round trips of {N} `{event}` events: {counted:?}");
-        assert_eq!(counted, expected, "{N} `{event}` events");
-    }
-}
-
 /// A Redis that logs every command.
 fn logging(redis: &RedisServer) {
     redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
     redis.cli(&["CONFIG", "SET", "slowlog-max-len", "100000"]);
+}
+
+/// Events of each kind on `socket` cost what each should, in Redis commands.
+async fn events_cost(redis: &RedisServer, socket: &RawSocket, costs: Costs<'_>) {
+    let counter = (|| reset(redis), || round_trips(redis));
+    assert_costs(socket, costs, "round trips", counter.0, counter.1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,14 +95,9 @@ async fn autosave_costs_two_round_trips_and_readonly_one() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    logging(&redis);
-    let server = TestServer::builder()
-        .redis(&redis.url(), Duration::from_secs(5))
-        .start()
-        .await;
     counted(
         &redis,
-        server,
+        |server| server,
         &[
             ("incr", &[("evalsha", 2)]),
             ("peek", &[("evalsha", 2)]),
@@ -126,15 +113,9 @@ async fn waiting_for_a_replica_adds_one_round_trip_to_a_write_and_none_to_a_read
         return;
     };
     let _replica = RedisServer::start_replica_of(&redis);
-    logging(&redis);
-    let server = TestServer::builder()
-        .redis(&redis.url(), Duration::from_secs(5))
-        .replica_wait(1, Duration::from_secs(1))
-        .start()
-        .await;
     counted(
         &redis,
-        server,
+        |server| server.replica_wait(1, Duration::from_secs(1)),
         &[
             ("incr", &[("evalsha", 2), ("wait", 1)]),
             ("peek", &[("evalsha", 2)]),
@@ -168,7 +149,7 @@ async fn with_users_on_events_cost_the_same_and_a_login_adds_one_index_write() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         login = round_trips(&redis);
     }
-    let total: usize = login.values().sum();
+    let total: u64 = login.values().sum();
     println!("round trips of a login with users on: {total} {login:?}");
 
     // The same login on a server without users, for the difference.
@@ -181,7 +162,7 @@ async fn with_users_on_events_cost_the_same_and_a_login_adds_one_index_write() {
     plain.login("carol").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let without = round_trips(&redis);
-    let total_without: usize = without.values().sum();
+    let total_without: u64 = without.values().sum();
     println!("round trips of a login without users: {total_without} {without:?}");
     assert_eq!(without.get("zadd"), None, "{without:?}");
     assert_eq!(

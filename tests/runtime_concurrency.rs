@@ -8,10 +8,7 @@ use std::{collections::HashSet, time::Duration};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use session_harness::{TestServer, Transport, User, HAND_WRITTEN, TIMEOUT};
-use session_runtime::{
-    locks::{LocalSessionLocks, SessionLocks},
-    Timeouts,
-};
+use session_runtime::locks::{LocalSessionLocks, SessionLocks};
 use tower_sessions::session::Id;
 
 /// Store latency that makes unserialised read-modify-write lose updates.
@@ -60,9 +57,8 @@ async fn four_sockets_and_http_increment_concurrently_without_losing_an_update()
     for ns in BOTH {
         let server = TestServer::builder()
             .latency(LATENCY)
-            // 450 writers queue on one lock for longer than the default bound on that wait
-            // (then they get `Busy`); this test is about serialisation, not that bound.
-            .timeouts(Timeouts::default().with_lock(TIMEOUT))
+            // 450 writers queue on one lock past the default bound on that wait.
+            .patient_locks()
             .start()
             .await;
         let alice = server.login("alice").await;

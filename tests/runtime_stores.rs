@@ -7,16 +7,24 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 use session_harness::{
-    error_of, CookieMode, RawSocket, StoreKind, TestServer, Transport, User, TIMEOUT,
+    error_of, CookieMode, RawSocket, ServerBuilder, StoreKind, TestServer, Transport, User,
 };
-use session_runtime::Timeouts;
 
-/// A server on `store` with alice logged in and a socket of her session. The output of a
+/// A server on `store`, configured further by `with`, with alice logged in. The output of a
 /// failing test names the store.
-async fn alice_on(store: StoreKind) -> (TestServer, User, RawSocket) {
+async fn alice_logged_in_on(
+    store: StoreKind,
+    with: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (TestServer, User) {
     eprintln!("store: {store:?}");
-    let server = TestServer::builder().store(store).start().await;
+    let server = with(TestServer::builder().store(store)).start().await;
     let alice = server.login("alice").await;
+    (server, alice)
+}
+
+/// [`alice_logged_in_on`] a server as it comes, and a socket of her session.
+async fn alice_on(store: StoreKind) -> (TestServer, User, RawSocket) {
+    let (server, alice) = alice_logged_in_on(store, |server| server).await;
     let socket = alice.raw_socket().await;
     (server, alice, socket)
 }
@@ -24,14 +32,10 @@ async fn alice_on(store: StoreKind) -> (TestServer, User, RawSocket) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_session_on_every_transport_and_namespace() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder()
-            .store(store)
-            .cookie(CookieMode::Signed)
-            .namespace("/admin")
-            .start()
-            .await;
-        let alice = server.login("alice").await;
+        let (_server, alice) = alice_logged_in_on(store, |server| {
+            server.cookie(CookieMode::Signed).namespace("/admin")
+        })
+        .await;
         let mut count = 0;
         for ns in ["/", "/admin"] {
             for transport in Transport::ALL {
@@ -135,16 +139,9 @@ async fn rotated_or_logged_out_sessions_are_never_written_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_socket_and_http_writers_lose_no_update() {
     for store in StoreKind::ALL {
-        eprintln!("store: {store:?}");
-        let server = TestServer::builder()
-            .store(store)
-            // 120 writers queue on one lock, on a loaded machine (SqliteFile) for longer than
-            // the default bound on that wait (then they get `Busy`); this test is about
-            // serialisation, not that bound (`runtime_faults.rs` tests it).
-            .timeouts(Timeouts::default().with_lock(TIMEOUT))
-            .start()
-            .await;
-        let alice = server.login("alice").await;
+        // 120 writers queue on one lock, on a loaded machine (SqliteFile) past the default
+        // bound on that wait.
+        let (server, alice) = alice_logged_in_on(store, ServerBuilder::patient_locks).await;
         let a = alice.raw_socket().await;
         server.store.set_latency(Duration::from_millis(1));
         let b = alice.raw_socket().await;

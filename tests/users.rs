@@ -79,6 +79,17 @@ async fn all_pushed(sockets: &[&RawSocket], since: Instant, reason: &str) {
     );
 }
 
+/// Posts `path` (`/logout/others` or `/logout/everywhere`) with `user`'s cookie to `node`:
+/// answered `{"ended": ended}`, and every one of `told` is pushed.
+async fn log_out(node: &DemoNode, user: &User, path: &str, ended: usize, told: &[&RawSocket]) {
+    let started = Instant::now();
+    let (status, body) = Http::with_cookie(node.url(), &user.cookie())
+        .raw("POST", path, None)
+        .await;
+    assert_eq!((status, body), (200, json!({ "ended": ended })), "{path}");
+    all_pushed(told, started, EVERYWHERE).await;
+}
+
 /// None of `sockets` has heard `session:gone`.
 fn none_pushed(sockets: &[&RawSocket]) {
     for (n, socket) in sockets.iter().enumerate() {
@@ -112,12 +123,7 @@ async fn log_out_others_and_everywhere_reach_every_socket_of_the_user_and_no_oth
     assert_eq!(devices(&one).await, json!({ "sessions": 3, "sockets": 5 }));
     assert_eq!(devices(&bob).await, json!({ "sessions": 1, "sockets": 1 }));
 
-    let started = Instant::now();
-    let (status, body) = Http::with_cookie(b.url(), &one.cookie())
-        .raw("POST", "/logout/others", None)
-        .await;
-    assert_eq!((status, body), (200, json!({ "ended": 2 })));
-    all_pushed(&[&two_b, &three_a, &three_b], started, EVERYWHERE).await;
+    log_out(b, &one, "/logout/others", 2, &[&two_b, &three_a, &three_b]).await;
     none_pushed(&[&one_a, &one_b, &bob_a]);
     // The caller's session goes on, on both nodes; the others' records are gone.
     assert_eq!(one_a.ack("incr", vec![]).await, json!(1));
@@ -134,12 +140,14 @@ async fn log_out_others_and_everywhere_reach_every_socket_of_the_user_and_no_oth
         devices(&again).await,
         json!({ "sessions": 2, "sockets": 3 })
     );
-    let started = Instant::now();
-    let (status, body) = Http::with_cookie(a.url(), &again.cookie())
-        .raw("POST", "/logout/everywhere", None)
-        .await;
-    assert_eq!((status, body), (200, json!({ "ended": 2 })));
-    all_pushed(&[&one_a, &one_b, &again_a], started, EVERYWHERE).await;
+    log_out(
+        a,
+        &again,
+        "/logout/everywhere",
+        2,
+        &[&one_a, &one_b, &again_a],
+    )
+    .await;
     none_pushed(&[&bob_a]);
     for user in [&one, &again] {
         let (status, body) = user.http.raw("GET", "/session/devices", None).await;

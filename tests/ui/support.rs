@@ -11,3 +11,16 @@ pub fn serve(register: impl Fn(SocketRef) + Clone + Send + Sync + 'static) {
     let (_layer, io) = SocketIo::new_layer();
     io.ns("/", sessions.handler(register));
 }
+
+/// Registers each handler under its own name, as [`serve`] does: `support::serve_each!(incr, count)`.
+// Not every fixture registers its handlers this way.
+#[allow(unused_macros)]
+macro_rules! serve_each {
+    ($($handler:ident),+ $(,)?) => {
+        $crate::support::serve(|socket| {
+            $(socket.on(stringify!($handler), $handler);)+
+        })
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use serve_each;

@@ -14,6 +14,7 @@
 //! | [`fixtures`] | [`User`]: a logged-in client, with its sockets one call away |
 //! | [`process`] | [`Process`]: a child process killed when the test ends, its log kept for failures |
 //! | [`backend`] | [`backend::Backend`]: Redis or PostgreSQL, the database the cross-node suites run on both |
+//! | [`costs`] | what socket events cost at the database, counted there, against what they should |
 //! | [`cross`] | what the cross-node tests check: a [`cross::Tally`] of acks, bursts, subscriptions crossing nodes |
 //! | [`demo`] | [`DemoNode`]: the `login_logout` demo as a real process (one or several) |
 //! | [`redis`] | [`RedisServer`]: a `redis-server` of the test's own on a free port |
@@ -40,6 +41,7 @@
 //! ```
 
 pub mod backend;
+pub mod costs;
 pub mod cross;
 pub mod demo;
 pub mod events;

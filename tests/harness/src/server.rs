@@ -43,7 +43,7 @@ use crate::{
     events::{self, HoldProbe},
     hand_written, routes,
     store::{Sqlite, StoreKind, TestStore},
-    Http, HAND_WRITTEN,
+    Http, HAND_WRITTEN, TIMEOUT,
 };
 
 /// Socket.io packets buffered per socket. socketioxide's default of 128 overflows under a
@@ -166,6 +166,13 @@ impl ServerBuilder {
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = Some(timeouts);
         self
+    }
+
+    /// Writers wait for a session's lock up to [`TIMEOUT`], not the default 3 s: for tests of
+    /// serialisation, whose hundreds of writers queued on one lock wait past the default on a
+    /// loaded machine (and would get `Busy`, which `runtime_faults.rs` tests).
+    pub fn patient_locks(self) -> Self {
+        self.timeouts(Timeouts::default().with_lock(TIMEOUT))
     }
 
     /// HTTP logouts and rotations push nothing to the sockets (no `push_gone`), so sockets

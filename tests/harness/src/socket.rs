@@ -201,6 +201,22 @@ impl SocketClient {
         self.events.next_until(name, Instant::now() + within).await
     }
 
+    /// Asserts that every one of `sockets` hears [`session_runtime::GONE_EVENT`] with `reason`
+    /// before `deadline`; `what` names the step in a failure.
+    pub async fn all_told_gone(sockets: &[Self], deadline: Instant, reason: &str, what: &str) {
+        for (i, socket) in sockets.iter().enumerate() {
+            let gone = socket
+                .events
+                .next_until(session_runtime::GONE_EVENT, deadline)
+                .await;
+            assert_eq!(
+                gone,
+                Some(json!({ "reason": reason })),
+                "{what}: socket {i}: not told within the deadline"
+            );
+        }
+    }
+
     /// Every event named `name` this client has received so far, read or not, with the
     /// wall-clock instant it arrived.
     pub fn heard(&self, name: &str) -> Vec<(Value, OffsetDateTime)> {

@@ -11,5 +11,5 @@ async fn incr(session: SocketSession, ack: AckSender) -> i64 {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

@@ -13,5 +13,5 @@ async fn incr(session: SocketSession) -> Result<i64, Refused> {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

@@ -9,5 +9,5 @@ async fn add(session: SocketSession) {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("add", add));
+    support::serve_each!(add);
 }

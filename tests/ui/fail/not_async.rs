@@ -9,5 +9,5 @@ fn incr(session: SocketSession) {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

@@ -10,5 +10,5 @@ async fn login(session: ReadOnlySocketSession) -> Result<(), SessionError> {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("login", login));
+    support::serve_each!(login);
 }

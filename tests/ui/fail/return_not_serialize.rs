@@ -11,5 +11,5 @@ async fn incr(session: SocketSession) -> Count {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

@@ -10,5 +10,5 @@ async fn incr(session: SocketSession) -> i64 {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

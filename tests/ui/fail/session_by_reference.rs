@@ -9,5 +9,5 @@ async fn whoami(session: &ReadOnlySocketSession) {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("whoami", whoami));
+    support::serve_each!(whoami);
 }

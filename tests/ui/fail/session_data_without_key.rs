@@ -9,5 +9,5 @@ async fn visit(visits: SessionData<u64>) {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("visit", visit));
+    support::serve_each!(visit);
 }

@@ -9,5 +9,5 @@ async fn incr(session: SocketSession, again: SocketSession) {
 }
 
 fn main() {
-    support::serve(|socket| socket.on("incr", incr));
+    support::serve_each!(incr);
 }

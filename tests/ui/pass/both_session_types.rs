@@ -27,8 +27,5 @@ async fn count(session: ReadOnlySocketSession) -> Result<i64, SessionError> {
 
 fn main() {
     let _routes: Router = Router::new().route("/count", get(http_count));
-    support::serve(|socket| {
-        socket.on("incr", incr);
-        socket.on("count", count);
-    });
+    support::serve_each!(incr, count);
 }

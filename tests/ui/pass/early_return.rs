@@ -52,8 +52,5 @@ async fn reset(session: SocketSession) -> Option<i64> {
 }
 
 fn main() {
-    support::serve(|socket| {
-        socket.on("spend", spend);
-        socket.on("reset", reset);
-    });
+    support::serve_each!(spend, reset);
 }

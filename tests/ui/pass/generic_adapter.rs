@@ -22,8 +22,5 @@ where
 }
 
 fn main() {
-    support::serve(|socket| {
-        socket.on("incr", incr);
-        socket.on("count", count);
-    });
+    support::serve_each!(incr, count);
 }

@@ -51,12 +51,5 @@ async fn alias(session: SocketSession) -> answer::Result<bool> {
 }
 
 fn main() {
-    support::serve(|socket| {
-        socket.on("unit", unit);
-        socket.on("value", value);
-        socket.on("opaque", opaque);
-        socket.on("result", result);
-        socket.on("opaque_result", opaque_result);
-        socket.on("alias", alias);
-    });
+    support::serve_each!(unit, value, opaque, result, opaque_result, alias);
 }

@@ -29,9 +29,5 @@ async fn whoami(session: ReadOnlySocketSession) -> Option<String> {
 }
 
 fn main() {
-    support::serve(|socket| {
-        socket.on("add", add);
-        socket.on("visit", visit);
-        socket.on("whoami", whoami);
-    });
+    support::serve_each!(add, visit, whoami);
 }
