@@ -24,8 +24,14 @@
 # SCALE (1): idle memory by variant and knob (SCALE_SOCKETS, 15000, capped by `ulimit -Hn`)
 # and reconnect storms (STORM_SIZES, "5000 15000"; e.g. STORM_SIZES=2000 for a quick run),
 # SCALE_REPS (3) repetitions.
+# USERS (1): "log out everywhere" timed (users_bench). CHAOS (1): the chaos run, CHAOS_SECS
+# (120) of faults a database, seed CHAOS_SEED (25). BASELINE (examples/bench/baseline.jsonl):
+# an earlier run's results, shown beside this one's. README_OUT (README.md): the README whose
+# headline is rewritten from this run ("" leaves it alone).
+# Every figure of the report comes from RESULTS: the profiles, the chaos run and the relay's
+# PING times are appended to it as they are measured.
 # Needs: cargo, node + npm (the Node stack is installed from the npm registry); taskset and
-# valgrind are used when present. About 17 minutes with the defaults (SCALE=0: about 10).
+# valgrind are used when present. About 45 minutes with the defaults (SCALE=0 CHAOS=0: 15).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -321,11 +327,23 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
             --clients "$CLIENTS" --duration "$DURATION" --redis-monitor "$REDIS_PORT"
         stop_redis_nodes
     done
-    # Latency between the nodes and Redis: the relay adds LATENCY ms to every round trip. The
-    # round trips are counted at Redis itself, past the relay.
+    # relay_ping PORT [ADDED_MS]: the median PING round trip through PORT (one client), as a
+    # results line: what the relay itself adds, for the latency rows.
+    relay_ping() {
+        command -v redis-benchmark >/dev/null || return 0
+        local ms
+        ms=$(redis-benchmark -p "$1" -t ping -n 500 -c 1 --csv 2>/dev/null |
+            awk -F'"' '/PING_MBULK/ { print $10 }')
+        [ -n "$ms" ] || return 0
+        printf '{"kind":"relay_ping"%s,"ms":%s}\n' "${2:+,\"added_ms\":$2}" "$ms" >> "$RESULTS"
+    }
+    # Latency between the nodes and Redis: the relay adds LATENCY ms to every round trip (and
+    # 0 ms once, for what the relay itself costs). The round trips are counted at Redis
+    # itself, past the relay.
+    if [ -n "$LATENCY" ]; then
     for rep in $(seq "$REPS"); do
-        for ms in $LATENCY; do
-            log "redis +${ms} ms per round trip, repetition $rep/$REPS: autosave node"
+        relay_ping "$REDIS_PORT"
+        for ms in 0 $LATENCY; do
             "$RELAY" "$REDIS_PORT" $((ms * 500)) > "$WORK/relay.out" 2>&1 &
             RELAY_PID=$!
             relay_port=
@@ -334,15 +352,20 @@ if [ "$REDIS" = 1 ] && command -v redis-server >/dev/null && command -v redis-cl
                 [ -n "$relay_port" ] && break
                 sleep 0.05
             done
-            export REDIS_URL="redis://127.0.0.1:$relay_port"
-            for variant in autosave node; do
-                redis_rows "+${ms}ms" 2 "$variant"
-            done
+            relay_ping "$relay_port" "$ms"
+            if [ "$ms" != 0 ]; then
+                log "redis +${ms} ms per round trip, repetition $rep/$REPS: autosave node"
+                export REDIS_URL="redis://127.0.0.1:$relay_port"
+                for variant in autosave node; do
+                    redis_rows "+${ms}ms" 2 "$variant"
+                done
+            fi
             kill "$RELAY_PID" 2>/dev/null || true
             wait "$RELAY_PID" 2>/dev/null || true
             RELAY_PID=
         done
     done
+    fi
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=
@@ -498,7 +521,6 @@ elif [ "$PROFILE" = 1 ]; then
     log "valgrind not found: no profile"
 fi
 
-log "writing the report"
 # Users: "log out everywhere" of one user's USERS_SESSIONS (100) sessions on two demo processes
 # on one Redis and on one PostgreSQL (each skipped without its server), USERS_ROUNDS (20)
 # rounds; USERS (1), 0 skips it.
@@ -512,6 +534,30 @@ if [ "${USERS:-1}" = 1 ]; then
         || log "users_bench failed; the report goes on without it"
 fi
 
+# The chaos run: CHAOS (1) runs `session-chaos` on both databases (each skipped without its
+# server) with the release demo, CHAOS_SECS (120) of faults each, seed CHAOS_SEED (25), its
+# figures appended to the results; 0 skips it.
+if [ "${CHAOS:-1}" = 1 ]; then
+    log "chaos run: ${CHAOS_SECS:-120} s of faults a database"
+    cargo build --release -p session-chaos
+    cargo build --release -p session-workspace --example login_logout
+    if ! CHAOS_SECS=${CHAOS_SECS:-120} CHAOS_SEED=${CHAOS_SEED:-25} CHAOS_RESULTS="$RESULTS" \
+        LOGIN_LOGOUT_BIN="$TARGET_DIR/release/examples/login_logout" \
+        "$TARGET_DIR/release/session-chaos" > "$WORK/chaos.out" 2>&1; then
+        log "the chaos run failed or found anomalies; the report says which:"
+        tail -n 40 "$WORK/chaos.out" >&2
+    fi
+fi
+
+# BASELINE (examples/bench/baseline.jsonl, if there): an earlier run's results, set beside
+# this one's in "Before and after". README_OUT (README.md): the README whose headline is
+# rewritten from this run; "" leaves it alone (e.g. for a partial run).
+REPORT_ARGS=()
+BASELINE=${BASELINE:-$BENCH/baseline.jsonl}
+[ -f "$BASELINE" ] && REPORT_ARGS+=(--baseline "$BASELINE")
+README_OUT=${README_OUT-$ROOT/README.md}
+[ -n "$README_OUT" ] && REPORT_ARGS+=(--readme "$README_OUT")
+log "writing the report"
 "$REPORT" --results "$RESULTS" --markdown "${REPORT_MD:-$BENCH/REPORT.md}" \
-    --svg "${REPORT_SVG:-$BENCH/bench.svg}" "${PROFILE_ARGS[@]}"
+    --svg "${REPORT_SVG:-$BENCH/bench.svg}" "${PROFILE_ARGS[@]}" "${REPORT_ARGS[@]}"
 log "done: examples/bench/REPORT.md, examples/bench/bench.svg, examples/bench/results.jsonl"

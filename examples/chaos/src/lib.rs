@@ -104,6 +104,45 @@ pub struct Report {
     pub logs: Option<String>,
 }
 
+impl Report {
+    /// The run's figures as one JSON object (`"kind": "chaos"`), as the benchmark's
+    /// `results.jsonl` holds them: `bench_report` writes the report's chaos section from it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut faults: BTreeMap<String, usize> = BTreeMap::new();
+        for fault in &self.faults {
+            *faults.entry(fault.kind.to_string()).or_default() += 1;
+        }
+        let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+        for ((_, outcome), n) in &self.ops {
+            *outcomes.entry(outcome.to_string()).or_default() += n;
+        }
+        let verdict = &self.verdict;
+        serde_json::json!({
+            "kind": "chaos",
+            "database": match self.config.kind {
+                Kind::Redis => "redis",
+                Kind::Postgres => "postgres",
+            },
+            "seed": self.config.seed,
+            "chaos_s": self.config.chaos.as_secs(),
+            "nodes": NODES,
+            "clients": self.config.clients,
+            "users": self.config.users,
+            "idle_s": self.config.idle_secs,
+            "lease_ms": self.config.lease_ms,
+            "faults": self.faults.len(),
+            "faults_by_kind": faults,
+            "operations": self.ops.values().sum::<usize>(),
+            "operations_by_outcome": outcomes,
+            "lives": self.lives.values().sum::<usize>(),
+            "lives_counted": verdict.counted,
+            "increments_checked": verdict.increments,
+            "sockets_told": verdict.sockets_judged,
+            "anomalies": verdict.anomalies,
+        })
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.config;

@@ -8,7 +8,9 @@
 //! - `CHAOS_BACKEND`: `redis`, `postgres` or `both` (default `both`, one after the other);
 //! - `CHAOS_SECS`: how long faults are injected on each (default 45);
 //! - `CHAOS_SEED`: the seed of the schedule and the clients' choices (default: drawn, printed);
-//! - `LOGIN_LOGOUT_BIN`: a prebuilt demo (else it is built with cargo, in debug).
+//! - `LOGIN_LOGOUT_BIN`: a prebuilt demo (else it is built with cargo, in debug);
+//! - `CHAOS_RESULTS`: a file to append each database's figures to, one JSON object a line
+//!   (the benchmark's `results.jsonl`, from which `bench_report` writes the chaos section).
 //!
 //! Exits with 1 when the checker found an anomaly (the nodes' logs are then printed too).
 
@@ -51,6 +53,12 @@ async fn main() -> ExitCode {
             continue;
         };
         println!("{report}");
+        if let Ok(path) = env::var("CHAOS_RESULTS") {
+            if let Err(err) = append(&path, &report.to_json()) {
+                eprintln!("could not append the figures to {path}: {err}");
+                failed = true;
+            }
+        }
         if !report.verdict.anomalies.is_empty() {
             if let Some(logs) = &report.logs {
                 println!("{logs}");
@@ -63,4 +71,14 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Appends `figures` to the file at `path` as one line.
+fn append(path: &str, figures: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{figures}")
 }
