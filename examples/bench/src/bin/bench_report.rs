@@ -1642,17 +1642,6 @@ heaptrack (Debian's `heaptrack`) over `bench_server` holding 5 000 idle sockets,
 
 With the demo settings the heap is 21 KiB per socket, matching the RSS figure above: what remains sits in engineioxide's channel and tasks, which no setting reaches. Allocators: mimalloc and jemalloc both hold more per socket than glibc here (their per-size-class pages stay partly filled), and `MALLOC_ARENA_MAX=1` changes nothing measurable: the bytes are live, not fragmentation.";
 
-/// The closed-loop rows "Before and after" sets side by side: label, event, name.
-const BEFORE_AFTER_ROWS: &[(&str, &str, &str)] = &[
-    ("plain/memory", "incr", "(a) session-less `incr`"),
-    ("manual/memory", "incr", "(b) hand-written reload/save"),
-    ("autosave/memory", "incr", "(c) `autosave`"),
-    ("plain/memory", "whoami", "(a) session-less `whoami`"),
-    ("manual/memory", "whoami", "(b) hand-written reload"),
-    ("autosave/memory", "whoami", "(d) `readonly`"),
-    ("node/memory", "incr", "Node `incr`"),
-];
-
 impl Report<'_> {
     /// A results line's field, as text.
     fn meta_field(&self, key: &str) -> String {
@@ -1672,12 +1661,16 @@ impl Report<'_> {
             before.meta_field("started"),
             before.meta_field("commit")
         );
-        let _ = writeln!(md, "| variant | server CPU µs/event before | after | ratio before | after |\n|---|---:|---:|---:|---:|");
-        for (label, event, name) in BEFORE_AFTER_ROWS {
+        let _ = writeln!(md, "| variant | event | server CPU µs/event before | after | ratio before | after |\n|---|---|---:|---:|---:|---:|");
+        // The MemoryStore rows of the closed loop, and Node's.
+        let rows = LOOP_ROWS
+            .iter()
+            .filter(|(label, _, _)| label.ends_with("/memory"));
+        for (label, event, name) in rows {
             let ratio = |r: &Report<'_>| r.ratio((label, event), ("plain/memory", event), cpu);
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} × | {} × |",
+                "| {name} | `{event}` | {} | {} | {} × | {} × |",
                 fmt(before.loop_median(label, event, cpu), 2),
                 fmt(self.loop_median(label, event, cpu), 2),
                 fmt(ratio(before), 3),
