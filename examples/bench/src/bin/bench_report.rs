@@ -165,6 +165,12 @@ impl Group<'_> {
         median_of(&self.values(path))
     }
 
+    /// A setting of the configuration (`clients`, `burst`): the same in every run, so read
+    /// off the first; 0 without runs.
+    fn setting(&self, key: &str) -> u64 {
+        self.runs.first().and_then(|r| r[key].as_u64()).unwrap_or(0)
+    }
+
     fn range(&self, path: &str) -> Option<(f64, f64)> {
         let v = self.values(path);
         Some((*v.first()?, *v.last()?))
@@ -511,16 +517,7 @@ impl<'a> Report<'a> {
 
     fn markdown(&self, svg_name: &str, baseline: Option<&Report<'_>>) -> String {
         let mut md = String::new();
-        let m = |k: &str| {
-            self.meta
-                .and_then(|m| m.get(k))
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .unwrap_or_else(|| "?".into())
-        };
+        let m = |k: &str| self.meta_field(k);
         let _ = writeln!(md, "# Benchmark report\n");
         let _ = writeln!(
             md,
@@ -813,16 +810,8 @@ impl<'a> Report<'a> {
                 "autosave" => "(c) autosave",
                 _ => "Node",
             };
-            let sockets = g
-                .runs
-                .first()
-                .and_then(|r| r["clients"].as_u64())
-                .unwrap_or(0);
-            let k = g
-                .runs
-                .first()
-                .and_then(|r| r["burst"].as_u64())
-                .unwrap_or(0);
+            let sockets = g.setting("clients");
+            let k = g.setting("burst");
             let _ = writeln!(
                 md,
                 "| {name} | {store} | {sockets} × {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -862,10 +851,7 @@ impl<'a> Report<'a> {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {} | {} | {} | {} | {} |",
-                g.runs
-                    .first()
-                    .and_then(|r| r["clients"].as_u64())
-                    .unwrap_or(0),
+                g.setting("clients"),
                 fmt(g.median("rss_before_kib").map(|v| v / 1024.0), 1),
                 fmt(g.median("rss_after_kib").map(|v| v / 1024.0), 1),
                 fmt(g.median("rss_per_socket_bytes"), 0),
@@ -954,7 +940,6 @@ impl<'a> Report<'a> {
             let Some(g) = self.group("burst", &format!("{prefix}/{variant}/2n"), "incr") else {
                 continue;
             };
-            let first = |k: &str| g.runs.first().and_then(|r| r[k].as_u64()).unwrap_or(0);
             let trips = trips_key
                 .map(|k| format!(" {} |", fmt(g.median(k), 2)))
                 .unwrap_or_default();
@@ -969,8 +954,8 @@ impl<'a> Report<'a> {
             let _ = writeln!(
                 md,
                 "| {name} | {} × {} | {} | {} | {} | {} | {} | {} | {} |{trips} {} |",
-                first("clients"),
-                first("burst"),
+                g.setting("clients"),
+                g.setting("burst"),
                 fmt(g.median("acked_ok"), 0),
                 fmt(g.median("applied"), 0),
                 fmt(g.median("lost_updates"), 0),
@@ -1048,7 +1033,7 @@ impl<'a> Report<'a> {
             return;
         }
         let _ = writeln!(md, "\n## Two nodes with latency to Redis\n");
-        let _ = writeln!(md, "Both nodes reach Redis through the harness's relay (`tests/harness/src/bin/relay.rs`), which delays every byte by half the added time each way{}. The +0 rows are the two-node rows above (no relay). Round trips are counted at Redis, as above; *lost* is the cross-node burst's lost updates (2 sockets × {} `incr`).\n", self.relay_pings_sentence(), self.group("burst", &format!("redis+{}ms/autosave/2n", added[0]), "incr").and_then(|g| g.runs.first()).and_then(|r| r["burst"].as_u64()).unwrap_or(0));
+        let _ = writeln!(md, "Both nodes reach Redis through the harness's relay (`tests/harness/src/bin/relay.rs`), which delays every byte by half the added time each way{}. The +0 rows are the two-node rows above (no relay). Round trips are counted at Redis, as above; *lost* is the cross-node burst's lost updates (2 sockets × {} `incr`).\n", self.relay_pings_sentence(), self.group("burst", &format!("redis+{}ms/autosave/2n", added[0]), "incr").map_or(0, |g| g.setting("burst")));
         let _ = writeln!(md, "| server | added per round trip | event | events/s | p50 µs | p99 µs | server CPU µs/event | Redis round trips/event | lost | runs |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         let variants = [
             ("autosave", "(c) `#[with_session]`"),
@@ -1145,28 +1130,12 @@ impl<'a> Report<'a> {
             let _ = write!(md, " **{:.0}** ({:.0}) |", p.total / p.events, p.profiled);
         }
         let _ = writeln!(md);
-        // Each variant against the session-less handler of the same event.
-        let base = |label: &str| {
-            let plain = if label.contains("whoami") || label == "readonly" {
-                "plain-whoami"
-            } else {
-                "plain"
-            };
-            self.profiles
-                .iter()
-                .find(|p| p.label == plain)
-                .map(|p| p.total / p.events)
-        };
         let _ = write!(
             md,
             "| total minus the session-less handler of the same event |"
         );
         for p in &self.profiles {
-            let _ = write!(
-                md,
-                " {} |",
-                fmt(base(&p.label).map(|b| p.total / p.events - b), 0)
-            );
+            let _ = write!(md, " {} |", fmt(self.added_instructions(&p.label), 0));
         }
         let _ = writeln!(md);
         for (name, patterns) in PROFILE_ROWS {
@@ -1190,12 +1159,6 @@ impl<'a> Report<'a> {
                 .find(|p| p.label == label)
                 .and_then(|p| p.per_event(patterns))
         };
-        let total = |label: &str| {
-            self.profiles
-                .iter()
-                .find(|p| p.label == label)
-                .map(|p| p.total / p.events)
-        };
         let lock = of(
             "autosave",
             &[
@@ -1205,7 +1168,9 @@ impl<'a> Report<'a> {
         );
         let spawn = |label: &str| of(label, &["tokio::task::spawn::spawn"]);
         let aligned = |label: &str| of(label, &["malloc.c:posix_memalign"]);
-        if let (Some(auto), Some(manual)) = (total("autosave"), total("manual")) {
+        if let (Some(auto), Some(manual)) =
+            (self.instructions("autosave"), self.instructions("manual"))
+        {
             let _ = writeln!(
                 md,
                 "\nAgainst the hand-written reload/save, `autosave` adds {} instructions per event: the session's lock ({} to take and release it), the answer serialised before the save and sent through a type-erased sender (the `readonly` answer's serialisation: {}), and a larger task to spawn ({} in `tokio::spawn` against {} for the session-less handler; tokio allocates every task cell 128-byte aligned, and glibc's `posix_memalign` costs {} for this one against {}). The same for every variant, upstream: tungstenite zeroes its read buffer for each frame ({}) and socketioxide builds a serde_json error per event ({}). What the kernel does per event (the *sys* column of the closed loop) is in none of these counts.",
@@ -1408,8 +1373,7 @@ impl Report<'_> {
                 md,
                 "| whole server's RSS per idle socket, session attached, ≤ 10 KiB at {} sockets (demo settings) | {best:.0} B (defaults: {} B; Node: {} B) | {} |",
                 self.group("idle", "scale/session+best", "incr")
-                    .and_then(|g| g.runs.first()?["clients"].as_u64())
-                    .unwrap_or(0),
+                    .map_or(0, |g| g.setting("clients")),
                 fmt(self.scale_idle("session"), 0),
                 fmt(self.scale_idle("node/session"), 0),
                 verdict(Some(best <= SCALE_TARGET_BYTES))
@@ -1467,10 +1431,7 @@ impl Report<'_> {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {} | {} | {trade} | {} |",
-                g.runs
-                    .first()
-                    .and_then(|r| r["clients"].as_u64())
-                    .unwrap_or(0),
+                g.setting("clients"),
                 fmt(v, 0),
                 vs.unwrap_or("–".into()),
                 g.runs.len()
@@ -1485,8 +1446,7 @@ impl Report<'_> {
                 md,
                 "\nThe 512-byte read buffer on small events (closed loop of `whoami`, {} sockets): {b:.0} events/s and {} µs of server CPU per event, against {a:.0} events/s and {} µs with 4 096 bytes.",
                 self.group("loop", "scale/ws-read-512", "whoami")
-                    .and_then(|g| g.runs.first()?["clients"].as_u64())
-                    .unwrap_or(0),
+                    .map_or(0, |g| g.setting("clients")),
                 fmt(ws("512", "cpu.server_cpu_us_per_event"), 2),
                 fmt(ws("4096", "cpu.server_cpu_us_per_event"), 2),
             );
@@ -1561,10 +1521,7 @@ impl Report<'_> {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {} | {} | {} |",
-                g.runs
-                    .first()
-                    .and_then(|r| r["clients"].as_u64())
-                    .unwrap_or(0),
+                g.setting("clients"),
                 fmt(g.median("rss_per_socket_bytes"), 0),
                 fmt(g.median("idle_server_cpu_ms_per_s"), 2),
                 g.runs.len()
@@ -1686,8 +1643,31 @@ impl Report<'_> {
     /// A results line's field, as text.
     fn meta_field(&self, key: &str) -> String {
         self.meta
-            .and_then(|m| m[key].as_str().map(str::to_owned))
+            .and_then(|m| m.get(key))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .unwrap_or_else(|| "?".into())
+    }
+
+    /// Instructions per event of the profile labelled `label`.
+    fn instructions(&self, label: &str) -> Option<f64> {
+        self.profiles
+            .iter()
+            .find(|p| p.label == label)
+            .map(|p| p.total / p.events)
+    }
+
+    /// What the profile labelled `label` adds to the session-less handler of its event.
+    fn added_instructions(&self, label: &str) -> Option<f64> {
+        let plain = if label == "plain-whoami" || label == "readonly" {
+            "plain-whoami"
+        } else {
+            "plain"
+        };
+        Some(self.instructions(label)? - self.instructions(plain)?)
     }
 
     /// This run beside `before`: server CPU per event and instructions per event of each
@@ -1722,20 +1702,6 @@ impl Report<'_> {
         }
         let _ = writeln!(md, "\nInstructions per event under callgrind (see \"Where the server's CPU goes\"), and what each variant adds to the session-less handler of its event:\n");
         let _ = writeln!(md, "| variant | instructions/event before | after | change | added to session-less before | after |\n|---|---:|---:|---:|---:|---:|");
-        let total = |r: &Report<'_>, label: &str| {
-            r.profiles
-                .iter()
-                .find(|p| p.label == label)
-                .map(|p| p.total / p.events)
-        };
-        let added = |r: &Report<'_>, label: &str| {
-            let plain = if label == "plain-whoami" || label == "readonly" {
-                "plain-whoami"
-            } else {
-                "plain"
-            };
-            Some(total(r, label)? - total(r, plain)?)
-        };
         let mut labels: Vec<&str> = before.profiles.iter().map(|p| p.label.as_str()).collect();
         for p in &self.profiles {
             if !labels.contains(&p.label.as_str()) {
@@ -1743,7 +1709,7 @@ impl Report<'_> {
             }
         }
         for label in labels {
-            let (b, a) = (total(before, label), total(self, label));
+            let (b, a) = (before.instructions(label), self.instructions(label));
             let change = b
                 .zip(a)
                 .map(|(b, a)| format!("{:+.1} %", (a / b - 1.0) * 100.0))
@@ -1753,8 +1719,8 @@ impl Report<'_> {
                 "| {label} | {} | {} | {change} | {} | {} |",
                 fmt(b, 0),
                 fmt(a, 0),
-                fmt(added(before, label), 0),
-                fmt(added(self, label), 0)
+                fmt(before.added_instructions(label), 0),
+                fmt(self.added_instructions(label), 0)
             );
         }
     }
@@ -1834,8 +1800,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "Headline ({} cores, MemoryStore, medians of {}, one run of {} at commit {}; generated by `bench_report` from the run behind `examples/bench/REPORT.md`, which has every figure):\n",
-            self.meta.map(|m| m["nproc"].to_string()).unwrap_or_default(),
-            self.meta.map(|m| m["reps"].to_string()).unwrap_or_default(),
+            self.meta_field("nproc"),
+            self.meta_field("reps"),
             date.split('T').next().unwrap_or("?"),
             self.meta_field("commit")
         );
@@ -1888,15 +1854,12 @@ impl Report<'_> {
                 })
                 .unwrap_or_else(|| "–".into())
         };
+        let burst = self.group("burst", "autosave/memory", "incr");
         let _ = write!(
             md,
             "\nUnder a burst of {} sockets × {} concurrent `incr` on one session, `autosave` lost {}; hand-written reload/save lost {} on SQLite and the Node stack {}.",
-            self.group("burst", "autosave/memory", "incr")
-                .and_then(|g| g.runs.first()?["clients"].as_u64())
-                .unwrap_or(0),
-            self.group("burst", "autosave/memory", "incr")
-                .and_then(|g| g.runs.first()?["burst"].as_u64())
-                .unwrap_or(0),
+            burst.map_or(0, |g| g.setting("clients")),
+            burst.map_or(0, |g| g.setting("burst")),
             lost("autosave/memory"),
             lost("manual/sqlite"),
             lost("node/memory"),
