@@ -173,7 +173,7 @@ impl EventContext {
             return self.finish(None, Err(SessionError::NotAttached));
         };
         // Boxed, so that the event's task holds a pointer and not the whole transaction:
-        // spawning the task and running it copy its future half a dozen times per event. (Under
+        // spawning the task and running it copy its future about a dozen times per event. (Under
         // 1 KiB, the allocator serves it from its per-thread cache.)
         let result = Box::pin(
             handle
